@@ -1,0 +1,68 @@
+"""Application factory: the one place that knows every part of the service."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from flask import Flask
+
+DEFAULTS = {
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    "TIMEZONE": "Europe/Moscow",
+    "PUBLIC_URL": None,
+    "API_TITLE": "Bitrix24 Loyalty API",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api/v1",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "/api/v1/docs/static/",
+    "JSON_SORT_KEYS": False,
+}
+# Read without the LOYALTY_ prefix because Bitrix24 and UniSender name them so.
+FOREIGN_ENV = ("B24_CLIENT_ID", "B24_CLIENT_SECRET", "B24_OAUTH_URL",
+               "UNISENDER_GO_URL", "UNISENDER_API_URL")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(DEFAULTS)
+    app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "loyalty.sqlite3")
+    if test_config is None:
+        app.config.from_prefixed_env("LOYALTY")
+        app.config.update({k: os.environ[k] for k in FOREIGN_ENV if k in os.environ})
+    else:
+        app.config.update(test_config)
+    _ensure_secret_key(app)
+
+    from api import auth, db, errors, serve
+
+    db.init_app(app)
+    errors.init_app(app)
+    auth.init_app(app)
+    serve.init_app(app)
+    _register_api(app)
+    return app
+
+
+def _ensure_secret_key(app: Flask) -> None:
+    if not app.config.get("SECRET_KEY"):
+        # No default secret in code: without LOYALTY_SECRET_KEY signed links last one process.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        logging.getLogger(__name__).warning(
+            "LOYALTY_SECRET_KEY is not set: using a random key for this process only.")
+
+
+def _register_api(app: Flask) -> None:
+    from flask_smorest import Api
+
+    from api.views import cards, docs, health, operations, rules
+
+    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
+    for module in (cards, operations, rules, health):
+        api.register_blueprint(module.bp)
+    app.register_blueprint(docs.bp)
+    app.extensions["loyalty_api"] = api

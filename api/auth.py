@@ -1,0 +1,84 @@
+"""Per-portal API keys: `Authorization: Bearer <key>`. Only a hash is stored."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import click
+from flask import g, request
+
+from api.clock import utcnow
+from api.db import connection
+from api.errors import ApiError
+from api.models import ApiKey, Portal
+
+KEY_PREFIX = "lk_"
+SHOWN_PREFIX_LEN = 10
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(portal: Portal, label: str | None = None) -> str:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    ApiKey.create(portal=portal, prefix=key[:SHOWN_PREFIX_LEN], key_hash=hash_key(key), label=label)
+    return key
+
+
+def require_api_key() -> None:
+    """before_request of every /api/v1 blueprint: sets g.portal and g.actor."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthorized", "Нужен заголовок Authorization: Bearer <API-ключ>.")
+    row = (ApiKey.select(ApiKey, Portal).join(Portal)
+           .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
+           .first())
+    # The lookup is by hash; compare again in constant time so timing tells nothing.
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
+        raise ApiError(401, "unauthorized", "API-ключ не найден или отозван.")
+    g.portal = row.portal
+    g.actor = f"api:{row.prefix}"
+
+
+@click.group("keys", help="API keys for the REST API, one portal each.")
+def keys_cli():
+    pass
+
+
+@keys_cli.command("create")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+@click.option("--label", default=None, help="What the key is for (shown in listings).")
+def create_command(member_id: str, label: str | None):
+    with connection():
+        portal, made = Portal.get_or_create(member_id=member_id)
+        key = create_key(portal, label)
+    note = " (new portal, not yet installed in Bitrix24)" if made else ""
+    click.echo(f"Created an API key for portal {member_id}{note}. It is shown only now:")
+    click.echo(key)
+
+
+@keys_cli.command("list")
+@click.option("--portal", "member_id", required=True)
+def list_command(member_id: str):
+    with connection():
+        rows = list(ApiKey.select().join(Portal).where(Portal.member_id == member_id))
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        click.echo(f"{row.prefix}…  {state}  {row.label or ''}  created {row.created_at:%Y-%m-%d}")
+    click.echo(f"{len(rows)} key(s) for portal {member_id}.")
+
+
+@keys_cli.command("revoke")
+@click.argument("prefix")
+def revoke_command(prefix: str):
+    with connection():
+        count = (ApiKey.update(revoked_at=utcnow())
+                 .where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null()).execute())
+    click.echo(f"Revoked {count} key(s) starting with {prefix}.")
+
+
+def init_app(app) -> None:
+    app.cli.add_command(keys_cli)

@@ -1,0 +1,100 @@
+"""The database handle: chosen at run time from a URL, shared by every module.
+
+SQLite is the embedded default; PostgreSQL is the production path. Both get the
+settings the ledger's guarantees depend on (see `connect`).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+import click
+from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from playhouse.db_url import connect as connect_url
+
+db = DatabaseProxy()
+
+# Writers wait for the lock instead of failing at once under contention.
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def connect(url: str):
+    """Build a database from a URL (sqlite:///path, postgresql://...)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///"):] or ":memory:"
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # IMMEDIATE: a write transaction takes the write lock when it begins, so two
+        # debits can't both read a balance and then both write (no lost update, no
+        # SQLITE_BUSY on upgrade). WAL lets readers run beside the one writer.
+        return SqliteDatabase(
+            path,
+            lock_type="IMMEDIATE",
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "synchronous": "normal",
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_S * 1000,
+            },
+        )
+    return connect_url(url)
+
+
+def use(database) -> None:
+    """Point the shared proxy at a database (the app factory, tests, CLI)."""
+    db.initialize(database)
+
+
+def is_postgres() -> bool:
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
+def lock_rows(query):
+    """Row-lock a SELECT on PostgreSQL; SQLite already holds the whole-db write lock."""
+    return query.for_update() if is_postgres() else query
+
+
+@contextmanager
+def connection():
+    """Open a connection for the block unless one is open (CLI commands, jobs)."""
+    opened = db.connect(reuse_if_open=True)
+    try:
+        yield
+    finally:
+        if opened and not db.is_closed():
+            db.close()
+
+
+def init_app(app) -> None:
+    use(connect(app.config["DATABASE_URL"]))
+
+    @app.before_request
+    def _open():
+        db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not db.is_closed():
+            db.close()
+
+    app.cli.add_command(db_cli)
+
+
+@click.group("db", help="Database schema commands.")
+def db_cli():
+    pass
+
+
+@db_cli.command("upgrade", help="Create or migrate the schema, keeping all data.")
+def upgrade_command():
+    from api.migrations import migrate
+
+    with connection():
+        applied = migrate()
+    if applied:
+        click.echo(f"Database migrated: applied {', '.join(applied)}.")
+    else:
+        click.echo("Database is up to date; nothing to apply.")

@@ -1,0 +1,244 @@
+"""The ledger's writes. Each public function is one transaction that:
+
+1. locks the card (row lock on PostgreSQL; SQLite's IMMEDIATE transaction already
+   serialises writers), so concurrent operations on a card run one after another;
+2. replays the first answer if the idempotency key was seen (writing nothing);
+3. appends entries and moves the cached balance in the same transaction.
+
+Entries are never updated or deleted; a correction is a new entry.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from api.clock import utcnow
+from api.db import db, lock_rows
+from api.ledger import idempotency, lots
+from api.ledger import rules as rules_mod
+from api.ledger.errors import (
+    AlreadyAccrued,
+    AlreadyReversed,
+    CardBlocked,
+    CardNotFound,
+    InsufficientBalance,
+    InvalidInput,
+    MaxShareExceeded,
+    ReferenceNotFound,
+)
+from api.ledger.idempotency import Outcome
+from api.ledger.money import percent_of
+from api.models import Card, Entry, Portal
+
+ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT = "accrual", "debit", "reversal", "adjustment"
+EXPIRY, WELCOME, BIRTHDAY = "expiry", "welcome", "birthday"
+KINDS = (ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT, EXPIRY, WELCOME, BIRTHDAY)
+REFERENCE_MAX_LEN = 100
+COMMENT_MAX_LEN = 1000
+
+
+def lock_card(portal: Portal, number: str) -> Card:
+    query = Card.select().where((Card.portal == portal) & (Card.number == number))
+    card = lock_rows(query).first()
+    if card is None:
+        raise CardNotFound(number)
+    return card
+
+
+def post(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: datetime,
+         **fields) -> Entry:
+    """Append one entry and move the cached balance with it; never below zero."""
+    if amount_kop < 0:
+        moved = (Card.update(balance_kop=Card.balance_kop + amount_kop, updated_at=now)
+                 .where((Card.id == card.id) & (Card.balance_kop >= -amount_kop)).execute())
+        if moved != 1:
+            raise InsufficientBalance(card.balance_kop)
+    elif amount_kop > 0:
+        Card.update(balance_kop=Card.balance_kop + amount_kop, updated_at=now).where(
+            Card.id == card.id).execute()
+    card.balance_kop += amount_kop
+    return Entry.create(portal=card.portal_id, card=card, idempotency_key=key, kind=kind,
+                        amount_kop=amount_kop, balance_after_kop=card.balance_kop, actor=actor,
+                        created_at=now, **fields)
+
+
+def credit(card: Card, kind: str, amount_kop: int, rules, *, key: str, actor: str,
+           now: datetime, **fields) -> Entry:
+    """A credit that opens a lot, so it can be spent FIFO and expire on time."""
+    entry = post(card, kind, amount_kop, key=key, actor=actor, now=now, **fields)
+    if amount_kop > 0:
+        lots.open_lot(card, entry, amount_kop, now, rules.bonus_lifetime_days)
+    return entry
+
+
+def spend(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: datetime,
+          **fields) -> Entry:
+    """A debit taken from the oldest lots first."""
+    if amount_kop > card.balance_kop:
+        raise InsufficientBalance(card.balance_kop)
+    entry = post(card, kind, -amount_kop, key=key, actor=actor, now=now, **fields)
+    lots.take(entry, lots.spendable(card, now), amount_kop)
+    return entry
+
+
+def expire_card(card: Card, now: datetime, actor: str = "system:expiry") -> list[Entry]:
+    """Expire the card's lots whose lifetime is over; one entry per lot."""
+    entries = []
+    for lot in lots.due(card, now):
+        key = f"expire:lot{lot.id}:{now.isoformat()}"
+        entry = post(card, EXPIRY, -lot.remaining_kop, key=key, actor=actor, now=now,
+                     comment=f"Срок действия бонусов истёк (начислены {lot.expires_at:%d.%m.%Y})")
+        lots.take(entry, [lot], lot.remaining_kop)
+        entries.append(entry)
+    return entries
+
+
+def _check_active(card: Card) -> None:
+    if card.status != "active":
+        raise CardBlocked(card.number)
+
+
+def _check_reference(reference) -> str | None:
+    if reference is None:
+        return None
+    if not isinstance(reference, str) or not reference.strip() or len(reference) > REFERENCE_MAX_LEN:
+        raise InvalidInput({"reference": f"Строка от 1 до {REFERENCE_MAX_LEN} символов."})
+    return reference.strip()
+
+
+def _summary(card: Card, entry: Entry, **extra) -> dict:
+    return {"card_number": card.number, "entry_id": entry.id, "kind": entry.kind,
+            "amount_kop": entry.amount_kop, "balance_kop": card.balance_kop, "tier": card.tier,
+            "reference": entry.reference, "created_at": entry.created_at.isoformat(), **extra}
+
+
+def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: str,
+           reference: str | None = None, comment: str | None = None,
+           now: datetime | None = None) -> Outcome:
+    """Bonuses for a purchase at the percent of the tier held before it."""
+    key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
+    request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
+               "comment": comment}
+    with db.atomic():
+        card = lock_card(portal, number)
+        seen = idempotency.replay(portal, key, ACCRUAL, request)
+        if seen:
+            return seen
+        _check_active(card)
+        if reference and (prior := _open_accrual(card, reference)):
+            raise AlreadyAccrued(reference, prior.id)
+        rules = rules_mod.load(portal)
+        expire_card(card, now)
+        tier = rules.tier_for(card.purchases_kop)
+        bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
+                           step_kop=rules.rounding_step_kop)
+        entry = credit(card, ACCRUAL, bonus, rules, key=key, actor=actor, now=now,
+                       reference=reference, purchase_kop=purchase_kop, percent=tier.percent,
+                       comment=comment)
+        tier_before = card.tier
+        _add_purchases(card, purchase_kop, rules, now)
+        result = _summary(card, entry, percent=str(tier.percent), purchase_kop=purchase_kop,
+                          tier_before=tier_before)
+        return idempotency.record(portal, key, ACCRUAL, request, card, result)
+
+
+def debit(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
+          reference: str | None = None, order_kop: int | None = None, partial: bool = False,
+          comment: str | None = None, now: datetime | None = None) -> Outcome:
+    """Spend bonuses: never below zero, within the order's allowed share, partial only if asked."""
+    key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
+    request = {"card": number, "amount_kop": amount_kop, "reference": reference,
+               "order_kop": order_kop, "partial": partial, "comment": comment}
+    with db.atomic():
+        card = lock_card(portal, number)
+        seen = idempotency.replay(portal, key, DEBIT, request)
+        if seen:
+            return seen
+        _check_active(card)
+        rules = rules_mod.load(portal)
+        expire_card(card, now)
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+        entry = spend(card, DEBIT, amount, key=key, actor=actor, now=now, reference=reference,
+                      purchase_kop=order_kop, comment=comment)
+        result = _summary(card, entry, requested_kop=amount_kop, debited_kop=amount)
+        return idempotency.record(portal, key, DEBIT, request, card, result)
+
+
+def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules) -> int:
+    amount = amount_kop
+    if order_kop is not None:
+        cap = percent_of(order_kop, rules.max_debit_share_percent, mode="down", step_kop=1)
+        if amount > cap:
+            if not partial or cap == 0:
+                raise MaxShareExceeded(cap)
+            amount = cap
+    if amount > card.balance_kop:
+        if not partial or card.balance_kop == 0:
+            raise InsufficientBalance(card.balance_kop)
+        amount = card.balance_kop
+    return amount
+
+
+def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str, reason: str,
+           now: datetime | None = None) -> Outcome:
+    """A manual correction, up or down, always with a reason."""
+    key, now = idempotency.check_key(key), now or utcnow()
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > COMMENT_MAX_LEN:
+        raise InvalidInput({"reason": "Укажите причину корректировки."})
+    if amount_kop == 0:
+        raise InvalidInput({"amount": "Сумма корректировки не может быть нулевой."})
+    request = {"card": number, "amount_kop": amount_kop, "reason": reason}
+    with db.atomic():
+        card = lock_card(portal, number)
+        seen = idempotency.replay(portal, key, ADJUSTMENT, request)
+        if seen:
+            return seen
+        rules = rules_mod.load(portal)
+        expire_card(card, now)
+        if amount_kop > 0:
+            entry = credit(card, ADJUSTMENT, amount_kop, rules, key=key, actor=actor, now=now,
+                           comment=reason)
+        else:
+            entry = spend(card, ADJUSTMENT, -amount_kop, key=key, actor=actor, now=now,
+                          comment=reason)
+        return idempotency.record(portal, key, ADJUSTMENT, request, card, _summary(card, entry))
+
+
+def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key: str, actor: str,
+          comment: str, now: datetime | None = None) -> Outcome:
+    """A gift (welcome, birthday): a credit with its own lot."""
+    key, now = idempotency.check_key(key), now or utcnow()
+    request = {"card": number, "amount_kop": amount_kop, "kind": kind}
+    with db.atomic():
+        card = lock_card(portal, number)
+        seen = idempotency.replay(portal, key, kind, request)
+        if seen:
+            return seen
+        rules = rules_mod.load(portal)
+        entry = credit(card, kind, amount_kop, rules, key=key, actor=actor, now=now,
+                       comment=comment)
+        return idempotency.record(portal, key, kind, request, card, _summary(card, entry))
+
+
+def _open_accrual(card: Card, reference: str) -> Entry | None:
+    """The deal's accrual that has not been reversed, if any."""
+    for entry in _by_reference(card, reference, ACCRUAL):
+        if not _is_reversed(entry):
+            return entry
+    return None
+
+
+def _by_reference(card: Card, reference: str, kind: str):
+    return (Entry.select()
+            .where((Entry.card == card) & (Entry.reference == reference) & (Entry.kind == kind))
+            .order_by(Entry.id))
+
+
+def _is_reversed(entry: Entry) -> bool:
+    return Entry.select().where(Entry.reverses == entry).exists()
+
+
+def _add_purchases(card: Card, delta_kop: int, rules, now: datetime) -> None:
+    card.purchases_kop = max(0, card.purchases_kop + delta_kop)
+    card.tier = rules.tier_for(card.purchases_kop).name
+    Card.update(purchases_kop=card.purchases_kop, tier=card.tier, updated_at=now).where(
+        Card.id == card.id).execute()

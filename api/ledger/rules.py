@@ -1,0 +1,171 @@
+"""Program rules per portal: tiers, rounding, lifetime, limits, bonuses, required fields.
+
+Stored as the JSON the API shows; loaded into a frozen Rules the operations read.
+An operation reads the rules current when it runs, so a change never rewrites past entries.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.clock import utcnow
+from api.ledger.errors import InvalidInput
+from api.ledger.fields import Money, Percent
+from api.models import Portal, ProgramRules
+
+CARD_FIELDS = ("last_name", "first_name", "middle_name", "phone", "client_category",
+               "email", "birthdate")
+TIERS_MAX = 20
+MAX_BONUS_KOP = 100_000_000  # a million bonuses as a welcome gift is surely a typo
+
+DEFAULTS = {
+    "tiers": [
+        {"name": "Базовый", "threshold": "0.00", "percent": "3.00"},
+        {"name": "Серебряный", "threshold": "50000.00", "percent": "5.00"},
+        {"name": "Золотой", "threshold": "150000.00", "percent": "7.00"},
+    ],
+    "rounding_mode": "down",
+    "rounding_unit": "bonus",
+    "bonus_lifetime_days": 365,
+    "max_debit_share_percent": "100.00",
+    "welcome_bonus": "0.00",
+    "birthday_bonus": "0.00",
+    "required_fields": ["last_name", "first_name", "phone", "client_category"],
+    "client_category_field": None,
+}
+
+
+class TierSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 64))
+    threshold = Money(required=True, allow_zero=True)
+    percent = Percent(required=True)
+
+
+class RulesSchema(Schema):
+    tiers = fields.List(fields.Nested(TierSchema), required=True,
+                        validate=validate.Length(1, TIERS_MAX))
+    rounding_mode = fields.String(required=True, validate=validate.OneOf(["down", "half_up", "up"]))
+    rounding_unit = fields.String(required=True, validate=validate.OneOf(["bonus", "kopeck"]))
+    bonus_lifetime_days = fields.Integer(required=True, strict=True,
+                                         validate=validate.Range(1, 3650))
+    max_debit_share_percent = Percent(required=True)
+    welcome_bonus = Money(required=True, allow_zero=True, max_kop=MAX_BONUS_KOP)
+    birthday_bonus = Money(required=True, allow_zero=True, max_kop=MAX_BONUS_KOP)
+    required_fields = fields.List(fields.String(validate=validate.OneOf(CARD_FIELDS)),
+                                  required=True, validate=validate.Length(max=len(CARD_FIELDS)))
+    client_category_field = fields.String(
+        required=True, allow_none=True,
+        validate=validate.Regexp(r"^[A-Za-z0-9_]{1,64}$", error="Код поля: латиница, цифры, _."))
+
+    @validates_schema
+    def _tiers_ascend(self, data, **kw):
+        tiers = data.get("tiers") or []
+        if tiers and tiers[0]["threshold"] != 0:
+            raise ValidationError({"tiers": ["Первый уровень должен начинаться с 0."]})
+        thresholds = [t["threshold"] for t in tiers]
+        if any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+            raise ValidationError({"tiers": ["Пороги уровней должны строго возрастать."]})
+        names = [t["name"] for t in tiers]
+        if len(set(names)) != len(names):
+            raise ValidationError({"tiers": ["Названия уровней не должны повторяться."]})
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    threshold_kop: int
+    percent: Decimal
+
+
+@dataclass(frozen=True)
+class Rules:
+    tiers: tuple[Tier, ...]
+    rounding_mode: str
+    rounding_step_kop: int
+    bonus_lifetime_days: int
+    max_debit_share_percent: Decimal
+    welcome_bonus_kop: int
+    birthday_bonus_kop: int
+    required_fields: tuple[str, ...]
+    client_category_field: str | None
+
+    def tier_for(self, purchases_kop: int) -> Tier:
+        reached = [t for t in self.tiers if t.threshold_kop <= purchases_kop]
+        return reached[-1] if reached else self.tiers[0]
+
+    def next_tier(self, purchases_kop: int) -> Tier | None:
+        ahead = [t for t in self.tiers if t.threshold_kop > purchases_kop]
+        return ahead[0] if ahead else None
+
+
+SCHEMA = RulesSchema()
+
+
+def from_loaded(data: dict) -> Rules:
+    return Rules(
+        tiers=tuple(Tier(t["name"], t["threshold"], t["percent"]) for t in data["tiers"]),
+        rounding_mode=data["rounding_mode"],
+        rounding_step_kop=100 if data["rounding_unit"] == "bonus" else 1,
+        bonus_lifetime_days=data["bonus_lifetime_days"],
+        max_debit_share_percent=data["max_debit_share_percent"],
+        welcome_bonus_kop=data["welcome_bonus"],
+        birthday_bonus_kop=data["birthday_bonus"],
+        required_fields=tuple(dict.fromkeys(["phone", *data["required_fields"]])),
+        client_category_field=data["client_category_field"],
+    )
+
+
+def stored_document(portal: Portal) -> dict:
+    """The rules as the API shows them; defaults until an admin saves some."""
+    row = ProgramRules.get_or_none(ProgramRules.portal == portal)
+    return json.loads(row.data) if row else json.loads(json.dumps(DEFAULTS))
+
+
+def load(portal: Portal) -> Rules:
+    return from_loaded(SCHEMA.load(stored_document(portal)))
+
+
+def validate_document(document: dict) -> dict:
+    """Merge a (partial) document over the current one and validate it whole."""
+    try:
+        return SCHEMA.load(document)
+    except ValidationError as exc:
+        raise InvalidInput(_flatten(exc.messages)) from None
+
+
+def save(portal: Portal, changes: dict, actor: str) -> dict:
+    """Replace the given keys; the rest keep their value. Returns the stored document."""
+    if not isinstance(changes, dict):
+        raise InvalidInput({"_schema": "Ожидается объект JSON."})
+    unknown = set(changes) - set(DEFAULTS)
+    if unknown:
+        raise InvalidInput({k: "Неизвестное поле." for k in sorted(unknown)})
+    merged = {**stored_document(portal), **changes}
+    document = SCHEMA.dump(validate_document(merged))
+    ProgramRules.insert(portal=portal, data=json.dumps(document, ensure_ascii=False),
+                        updated_at=utcnow(), updated_by=actor).on_conflict(
+        conflict_target=[ProgramRules.portal],
+        update={ProgramRules.data: json.dumps(document, ensure_ascii=False),
+                ProgramRules.updated_at: utcnow(), ProgramRules.updated_by: actor},
+    ).execute()
+    return document
+
+
+def _flatten(messages, prefix="") -> dict[str, str]:
+    """{"tiers": {0: {"percent": ["..."]}}} → {"tiers.0.percent": "..."}."""
+    flat: dict[str, str] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(_flatten(value, name))
+    elif isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages):
+        flat[prefix or "_schema"] = " ".join(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            flat.update(_flatten(value, f"{prefix}.{i}"))
+    else:
+        flat[prefix or "_schema"] = str(messages)
+    return flat

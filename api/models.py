@@ -1,0 +1,159 @@
+"""Tables. Money is integer kopecks (`*_kop`); times are naive UTC.
+
+Entries are append-only: nothing updates or deletes an Entry. Card.balance_kop and
+Lot.remaining_kop are caches written in the same transaction as the entries that
+move them, so they always equal what the entries say.
+"""
+from __future__ import annotations
+
+from peewee import (
+    BigIntegerField,
+    CharField,
+    DateField,
+    DateTimeField,
+    DecimalField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from api.clock import utcnow
+from api.db import db
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+
+
+class Portal(BaseModel):
+    """A Bitrix24 portal: the tenant. Keyed by member_id, which survives renames."""
+
+    member_id = CharField(max_length=64, unique=True)
+    domain = CharField(max_length=255, null=True)
+    client_endpoint = CharField(max_length=255, null=True)
+    access_token = TextField(null=True)
+    refresh_token = TextField(null=True)
+    token_expires_at = BigIntegerField(null=True)
+    application_token = CharField(max_length=128, null=True)
+    installed_by_user_id = IntegerField(null=True)
+    # active: installed; uninstalled: ledger kept as a financial record;
+    # api: created for the REST API alone, not (yet) installed in Bitrix24.
+    status = CharField(max_length=16, default="api")
+    timezone = CharField(max_length=64, default="Europe/Moscow")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ApiKey(BaseModel):
+    portal = ForeignKeyField(Portal, backref="api_keys", on_delete="CASCADE")
+    prefix = CharField(max_length=16)  # shown in listings so a key can be told apart
+    key_hash = CharField(max_length=64, unique=True)  # sha256 hex; the key itself is never stored
+    label = CharField(max_length=100, null=True)
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+
+class ProgramRules(BaseModel):
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    data = TextField()  # JSON, validated by api.ledger.rules
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(max_length=200, null=True)
+
+
+class Card(BaseModel):
+    portal = ForeignKeyField(Portal, backref="cards", on_delete="CASCADE")
+    number = CharField(max_length=20)  # E.164 digits, no plus: 79161234567
+    contact_id = BigIntegerField(null=True)
+    last_name = CharField(max_length=100, null=True)
+    first_name = CharField(max_length=100, null=True)
+    middle_name = CharField(max_length=100, null=True)
+    client_category = CharField(max_length=100, null=True)
+    email = CharField(max_length=254, null=True)
+    birthdate = DateField(null=True)
+    manager_id = IntegerField(null=True)  # the contact's ASSIGNED_BY_ID
+    status = CharField(max_length=16, default="active")
+    tier = CharField(max_length=64)
+    balance_kop = BigIntegerField(default=0)
+    purchases_kop = BigIntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("portal", "number"), True),
+            # NULLs don't collide, so cards made without a contact can coexist.
+            (("portal", "contact_id"), True),
+        )
+
+
+class Operation(BaseModel):
+    """One idempotent write: the key, a hash of its inputs, and the answer it gave."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    key = CharField(max_length=200)
+    kind = CharField(max_length=20)
+    request_hash = CharField(max_length=64)
+    card = ForeignKeyField(Card, null=True, on_delete="CASCADE")
+    result = TextField()  # JSON of the first answer, replayed on a repeat
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("portal", "key"), True),)
+
+
+class Entry(BaseModel):
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    card = ForeignKeyField(Card, backref="entries", on_delete="CASCADE")
+    operation = ForeignKeyField(Operation, null=True, on_delete="CASCADE")
+    idempotency_key = CharField(max_length=220)
+    kind = CharField(max_length=16)  # see api.ledger.kinds
+    amount_kop = BigIntegerField()  # signed: + credits the card, - debits it
+    balance_after_kop = BigIntegerField()
+    reference = CharField(max_length=100, null=True)  # deal or order id
+    purchase_kop = BigIntegerField(null=True)  # the order amount behind an accrual or debit
+    percent = DecimalField(max_digits=5, decimal_places=2, null=True, auto_round=False)
+    reverses = ForeignKeyField("self", null=True, backref="reversals", on_delete="CASCADE")
+    actor = CharField(max_length=200)
+    comment = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("portal", "idempotency_key"), True),
+            (("card", "id"), False),
+            (("card", "reference", "kind"), False),
+        )
+
+
+class Lot(BaseModel):
+    """Bonuses credited together, spent oldest-first, expiring together."""
+
+    card = ForeignKeyField(Card, backref="lots", on_delete="CASCADE")
+    entry = ForeignKeyField(Entry, unique=True, on_delete="CASCADE")
+    amount_kop = BigIntegerField()
+    remaining_kop = BigIntegerField()
+    expires_at = DateTimeField()
+
+    class Meta:
+        indexes = (
+            (("card", "expires_at"), False),
+            (("expires_at",), False),
+        )
+
+
+class Allocation(BaseModel):
+    """How much of which lot an entry took (or gave back): makes reversal and expiry exact."""
+
+    entry = ForeignKeyField(Entry, backref="allocations", on_delete="CASCADE")
+    lot = ForeignKeyField(Lot, backref="allocations", on_delete="CASCADE")
+    amount_kop = BigIntegerField()  # signed like the entry
+
+
+class SchemaVersion(BaseModel):
+    name = CharField(max_length=100, unique=True)
+    applied_at = DateTimeField(default=utcnow)
+
+
+TABLES = [Portal, ApiKey, ProgramRules, Card, Operation, Entry, Lot, Allocation]

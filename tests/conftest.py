@@ -1,0 +1,115 @@
+"""Fixtures built on the app factory. Database tests run on SQLite and again on
+PostgreSQL when it answers at LOYALTY_TEST_POSTGRES_URL (skipped with the reason otherwise)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from api import create_app
+from api.db import connect, db, use
+from api.migrations import migrate
+from api.models import TABLES, Portal, SchemaVersion
+
+PG_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_state: dict = {}
+
+
+def _postgres_ready() -> str | None:
+    """None when usable, else why not; the schema is rebuilt once per test session."""
+    if "why" not in _pg_state:
+        try:
+            database = connect(PG_URL)
+            database.connect()
+            use(database)
+            db.drop_tables([*TABLES, SchemaVersion], cascade=True)
+            migrate()
+            database.close()
+            _pg_state["why"] = None
+        except Exception as exc:  # any failure to reach it means: skip, and say why
+            _pg_state["why"] = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
+    return _pg_state["why"]
+
+
+def _truncate_postgres() -> None:
+    names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
+    db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'loyalty.sqlite3'}"
+    why = _postgres_ready()
+    if why:
+        pytest.skip(why)
+    return PG_URL
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret",
+                      "TIMEZONE": "Europe/Moscow"})
+    db.connect(reuse_if_open=True)
+    if database_url.startswith("postgresql"):
+        _truncate_postgres()
+    else:
+        migrate()
+    yield app
+    if not db.is_closed():
+        db.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def portal(app):
+    return Portal.create(member_id="portal-a", domain="a.bitrix24.ru", status="active")
+
+
+class ApiActions:
+    """Calls the REST API as one portal's key holder (like flaskr's AuthActions)."""
+
+    def __init__(self, client, key: str):
+        self.client, self.key, self._n = client, key, 0
+
+    def headers(self, idem: str | None = None, **extra) -> dict:
+        headers = {"Authorization": f"Bearer {self.key}", **extra}
+        if idem is not None:
+            headers["Idempotency-Key"] = idem
+        return headers
+
+    def get(self, path, **kw):
+        return self.client.get(path, headers=self.headers(), **kw)
+
+    def post(self, path, json=None, idem: str | None = None, **kw):
+        return self.client.post(path, json=json, headers=self.headers(idem), **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.client.put(path, json=json, headers=self.headers(), **kw)
+
+    def op(self, number, kind, json, idem: str | None = None):
+        self._n += 1
+        return self.post(f"/api/v1/cards/{number}/{kind}", json=json, idem=idem or f"k{self._n}")
+
+    def new_card(self, phone="+7 916 123-45-67", **fields):
+        body = {"phone": phone, "last_name": "Петрова", "first_name": "Анна",
+                "client_category": "Врач", **fields}
+        response = self.post("/api/v1/cards", json=body)
+        assert response.status_code in (200, 201), response.json
+        return response.json
+
+
+@pytest.fixture
+def api(client, portal):
+    from api.auth import create_key
+
+    return ApiActions(client, create_key(portal, "tests"))
