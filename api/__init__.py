@@ -40,10 +40,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import auth, db, errors, serve
 
     db.init_app(app)
-    errors.init_app(app)
     auth.init_app(app)
     serve.init_app(app)
     _register_api(app)
+    errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
 

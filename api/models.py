@@ -77,6 +77,8 @@ class Card(BaseModel):
     tier = CharField(max_length=64)
     balance_kop = BigIntegerField(default=0)
     purchases_kop = BigIntegerField(default=0)
+    # Names and e-mail case-folded in Python: SQLite's LOWER() folds ASCII only.
+    search_text = CharField(max_length=600, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from peewee import IntegrityError, fn
+from peewee import IntegrityError
 
 from api.clock import utcnow
 from api.db import db
@@ -52,9 +52,10 @@ def create_card(portal: Portal, data: dict, *, actor: str,
             existing = _existing(portal, number, contact_id)
             if existing:
                 return existing, False
+            profile = _profile(data)
             card = Card.create(portal=portal, number=number, contact_id=contact_id,
                                tier=rules.tiers[0].name, created_at=now, updated_at=now,
-                               **_profile(data))
+                               search_text=search_text(profile), **profile)
             if rules.welcome_bonus_kop > 0:
                 grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=f"welcome:{number}",
                       actor=actor, comment="Приветственные бонусы", now=now)
@@ -91,11 +92,18 @@ def _profile(data: dict) -> dict:
     return profile
 
 
+def search_text(card_or_data) -> str:
+    get = card_or_data.get if isinstance(card_or_data, dict) else lambda k: getattr(card_or_data, k)
+    parts = (get("last_name"), get("first_name"), get("middle_name"), get("email"))
+    return " ".join(p for p in parts if p).casefold()
+
+
 def update_profile(card: Card, data: dict, *, now: datetime | None = None) -> Card:
     """Copy the contact's current data (names, e-mail, birthdate, manager) onto the card."""
     changes = _profile(data)
     if changes:
-        changes["updated_at"] = now or utcnow()
+        merged = {k: changes.get(k, getattr(card, k)) for k in PROFILE_FIELDS}
+        changes.update(updated_at=now or utcnow(), search_text=search_text(merged))
         Card.update(**changes).where(Card.id == card.id).execute()
     return Card.get_by_id(card.id)
 
@@ -144,6 +152,4 @@ def _matches(query: str):
     digits = "".join(ch for ch in text if ch.isdigit())
     if digits and len(digits) == len(text.replace(" ", "")):
         return Card.number.contains(digits)
-    pattern = text.lower()
-    return (fn.LOWER(Card.last_name).contains(pattern) | fn.LOWER(Card.first_name).contains(pattern)
-            | fn.LOWER(Card.email).contains(pattern))
+    return Card.search_text.contains(text.casefold())

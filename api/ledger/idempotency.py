@@ -5,9 +5,12 @@ requests with one key are serialised and the second sees the first's record.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
+
+from peewee import IntegrityError
 
 from api.ledger.errors import IdempotencyConflict, InvalidInput
 from api.models import Card, Operation, Portal
@@ -48,3 +51,19 @@ def record(portal: Portal, key: str, kind: str, request: dict, card: Card | None
     Operation.create(portal=portal, key=key, kind=kind, request_hash=request_hash(kind, request),
                      card=card, result=json.dumps(result, ensure_ascii=False))
     return Outcome(result, replayed=False)
+
+
+def retried_on_race(operation):
+    """Run the operation again if a concurrent twin inserted the same key first.
+
+    Two requests with one key on different cards lock different rows, so both may miss
+    the Operation row; the unique index stops the second, whose rerun then replays the
+    first's answer (or reports the conflict) instead of failing with a 500.
+    """
+    @functools.wraps(operation)
+    def run(*args, **kwargs):
+        try:
+            return operation(*args, **kwargs)
+        except IntegrityError:
+            return operation(*args, **kwargs)
+    return run

@@ -1,10 +1,13 @@
 """Exact money: integer kopecks inside, "1500.50" strings at the edges."""
 from __future__ import annotations
 
+import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
 KOP_PER_RUB = 100
 MAX_AMOUNT_KOP = 100_000_000_000  # a billion roubles: far beyond any real order
+# Plain decimal notation, ASCII digits only: "1e3" or "١٢٣" in a money field is a mistake.
+DECIMAL_TEXT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
 ROUNDING = {"down": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "up": ROUND_CEILING}
 
 
@@ -20,6 +23,8 @@ def to_decimal(value) -> Decimal:
         value = repr(value)  # the shortest repr is the literal the client wrote
     if isinstance(value, str):
         value = value.strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
+        if not DECIMAL_TEXT.fullmatch(value):
+            raise MoneyError("Ожидается число вида 1500.50.")
     try:
         number = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):

@@ -111,6 +111,7 @@ def _summary(card: Card, entry: Entry, **extra) -> dict:
             "reference": entry.reference, "created_at": entry.created_at.isoformat(), **extra}
 
 
+@idempotency.retried_on_race
 def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: str,
            reference: str | None = None, comment: str | None = None,
            now: datetime | None = None) -> Outcome:
@@ -141,6 +142,7 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: s
         return idempotency.record(portal, key, ACCRUAL, request, card, result)
 
 
+@idempotency.retried_on_race
 def debit(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
           reference: str | None = None, order_kop: int | None = None, partial: bool = False,
           comment: str | None = None, now: datetime | None = None) -> Outcome:
@@ -178,6 +180,7 @@ def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules)
     return amount
 
 
+@idempotency.retried_on_race
 def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str, reason: str,
            now: datetime | None = None) -> Outcome:
     """A manual correction, up or down, always with a reason."""
@@ -203,6 +206,7 @@ def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str
         return idempotency.record(portal, key, ADJUSTMENT, request, card, _summary(card, entry))
 
 
+@idempotency.retried_on_race
 def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key: str, actor: str,
           comment: str, now: datetime | None = None) -> Outcome:
     """A gift (welcome, birthday): a credit with its own lot."""

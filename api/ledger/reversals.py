@@ -34,6 +34,7 @@ from api.ledger.operations import (
 from api.models import Card, Entry, Lot, Portal
 
 
+@idempotency.retried_on_race
 def reverse(portal: Portal, number: str, reference: str, *, key: str, actor: str,
             comment: str | None = None, now: datetime | None = None) -> Outcome:
     key, now = idempotency.check_key(key), now or utcnow()
