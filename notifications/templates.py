@@ -34,7 +34,8 @@ _NODE_NAMES = {
     "элементам", "Call": "вызов функций", "Assign": "{% set %}", "AssignBlock": "{% set %}",
     "Macro": "макросы", "Include": "{% include %}", "Extends": "{% extends %}",
     "Import": "{% import %}", "FromImport": "{% import %}", "Block": "{% block %}",
-    "Pow": "возведение в степень", "Mul": "умножение",
+    "Pow": "возведение в степень", "Mul": "умножение", "Add": "арифметику", "Sub": "арифметику",
+    "Div": "арифметику", "FloorDiv": "арифметику", "Mod": "арифметику", "Neg": "арифметику",
     "ScopedEvalContextModifier": "{% autoescape %}",
 }
 # No `safe` (it would switch HTML escaping off) and nothing that can grow a string a lot.
@@ -66,7 +67,7 @@ def _finalize_text(value: Any) -> Any:
 
 def _environment(kind: Kind) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        autoescape=kind == "html", undefined=StrictUndefined, keep_trailing_newline=False,
+        autoescape=kind == "html", undefined=StrictUndefined,
         finalize=_finalize_html if kind == "html" else _finalize_text)
     env.globals.clear()  # `range`, `lipsum`, `cycler` …: only our placeholders are names
     env.filters = {name: env.filters[name] for name in _ALLOWED_FILTERS}
@@ -284,7 +285,7 @@ DEFAULT_TEMPLATES: dict[str, NoticeTemplate] = {
         _letter("{{ first_name }}, поздравляем вас с днём рождения!",
                 "Желаем радости, здоровья и приятных покупок. На вашей карте "
                 "№ {{ card_number }} бонусов: <b>{{ balance }}</b>, ими можно оплатить "
-                "часть покупки.", "С любовью, ваш клуб лояльности.")),
+                "часть покупки.")),
     "birthday_manager": _chat(
         f"Завтра день рождения у клиента {_CLIENT}. Позвоните и поздравьте: {{{{ phone }}}}. "
         "Карта {{ card_number }}, уровень «{{ tier }}», баланс бонусов: {{ balance }}."),
@@ -308,5 +309,5 @@ DEFAULT_TEMPLATES: dict[str, NoticeTemplate] = {
         "{{ first_name }}, ваш новый уровень: {{ tier }}",
         _letter("Здравствуйте, {{ first_name }}!",
                 "Поздравляем: теперь у вас уровень «{{ tier }}» в нашей программе лояльности.",
-                "Баланс карты № {{ card_number }}: <b>{{ balance }}</b> бонусов.", _THANKS)),
+                "Бонусов на карте № {{ card_number }}: <b>{{ balance }}</b>.", _THANKS)),
 }
