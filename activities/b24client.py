@@ -397,7 +397,8 @@ class B24Client:
 
     def _parse_batch(self, raw: Any) -> BatchResult:
         raw = _as_map(raw)
-        errors = {key: self._batch_error(err) for key, err in _as_map(raw.get("result_error")).items()}
+        failed = _as_map(raw.get("result_error")).items()
+        errors = {key: self._batch_error(err) for key, err in failed}
         return BatchResult(results=_as_map(raw.get("result")), errors=errors,
                            totals=_as_map(raw.get("result_total")),
                            next=_as_map(raw.get("result_next")))
