@@ -43,6 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     serve.init_app(app)
     _register_api(app)
+    _register_bitrix24(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
@@ -53,6 +54,15 @@ def _ensure_secret_key(app: Flask) -> None:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         logging.getLogger(__name__).warning(
             "LOYALTY_SECRET_KEY is not set: using a random key for this process only.")
+
+
+def _register_bitrix24(app: Flask) -> None:
+    from activities import cli, views
+    from scheduler import worker
+
+    app.register_blueprint(views.bp)
+    cli.init_app(app)
+    worker.init_app(app)
 
 
 def _register_api(app: Flask) -> None:

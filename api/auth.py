@@ -6,6 +6,7 @@ import hmac
 import secrets
 
 import click
+from flask.cli import AppGroup
 from flask import g, request
 
 from api.clock import utcnow
@@ -43,7 +44,7 @@ def require_api_key() -> None:
     g.actor = f"api:{row.prefix}"
 
 
-@click.group("keys", help="API keys for the REST API, one portal each.")
+@click.group("keys", cls=AppGroup, help="API keys for the REST API, one portal each.")
 def keys_cli():
     pass
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import click
+from flask.cli import AppGroup
 from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
@@ -83,7 +84,7 @@ def init_app(app) -> None:
     app.cli.add_command(db_cli)
 
 
-@click.group("db", help="Database schema commands.")
+@click.group("db", cls=AppGroup, help="Database schema commands.")
 def db_cli():
     pass
 

@@ -6,15 +6,20 @@ playhouse.migrate so that existing data is kept. Never edit one that has shipped
 from __future__ import annotations
 
 from api.db import db
-from api.models import TABLES, SchemaVersion
+from api.models import B24_TABLES, TABLES, SchemaVersion
 
 
 def _0001_initial():
     db.create_tables(TABLES)
 
 
+def _0002_bitrix24():
+    db.create_tables(B24_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
+    ("0002_bitrix24", _0002_bitrix24),
 ]
 
 

@@ -159,3 +159,72 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [Portal, ApiKey, ProgramRules, Card, Operation, Entry, Lot, Allocation]
+
+
+class ActivityRun(BaseModel):
+    """One delivery of a business-process activity, keyed by its event_token."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    token_hash = CharField(max_length=64)  # sha256 of event_token: tokens are long
+    event_token = TextField()
+    code = CharField(max_length=128)
+    workflow_id = CharField(max_length=64, null=True)
+    document_id = TextField()  # JSON list of three
+    properties = TextField()  # JSON
+    user_id = IntegerField(null=True)  # the run-as user
+    status = CharField(max_length=16, default="pending")  # pending, done
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    claimed_until = DateTimeField(null=True)
+    last_error = TextField(null=True)
+    return_values = TextField(null=True)  # JSON sent with bizproc.event.send
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("portal", "token_hash"), True),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+class Outbox(BaseModel):
+    """Bitrix24 writes committed with the ledger change that causes them; delivered later.
+
+    `calls` is {key: [method, params]}; `done` records the keys already delivered so a
+    retry resends only what failed.
+    """
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    key = CharField(max_length=200)  # one row per cause: a repeat enqueue is a no-op
+    calls = TextField()
+    done = TextField(default="{}")
+    status = CharField(max_length=16, default="pending")  # pending, sent, failed
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    claimed_until = DateTimeField(null=True)
+    last_error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("portal", "key"), True),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+class B24Event(BaseModel):
+    """A contact or deal event received, kept until the sync has handled it."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    event = CharField(max_length=64)
+    entity_id = BigIntegerField()
+    received_at = DateTimeField(default=utcnow)
+    processed_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("processed_at", "id"), False),)
+
+
+B24_TABLES = [ActivityRun, Outbox, B24Event]

@@ -22,7 +22,12 @@ def serve_command(host: str | None, port: int | None):
     click.echo(f"Database {_safe_url(app.config['DATABASE_URL'])}: "
                + (f"applied {', '.join(applied)}." if applied else "up to date."))
     click.echo(f"Loyalty service on http://{host}:{port}/  (API docs: http://{host}:{port}/api/v1/docs)")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    worker = app.extensions["worker"]
+    worker.start()
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        worker.stop()
 
 
 def _safe_url(url: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from api import create_app
 from api.db import connect, db, use
 from api.migrations import migrate
-from api.models import TABLES, Portal, SchemaVersion
+from api.models import B24_TABLES, TABLES, Portal, SchemaVersion
 
 PG_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_state: dict = {}
@@ -22,7 +22,7 @@ def _postgres_ready() -> str | None:
             database = connect(PG_URL)
             database.connect()
             use(database)
-            db.drop_tables([*TABLES, SchemaVersion], cascade=True)
+            db.drop_tables([*TABLES, *B24_TABLES, SchemaVersion], cascade=True)
             migrate()
             database.close()
             _pg_state["why"] = None
@@ -32,7 +32,7 @@ def _postgres_ready() -> str | None:
 
 
 def _truncate_postgres() -> None:
-    names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
+    names = ", ".join(f'"{m._meta.table_name}"' for m in [*TABLES, *B24_TABLES])
     db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
 
 
@@ -49,7 +49,9 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def app(database_url):
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret",
-                      "TIMEZONE": "Europe/Moscow"})
+                      "TIMEZONE": "Europe/Moscow", "B24_CLIENT_ID": "local.6790a1b2c3d4e5.12345678",
+                      "B24_CLIENT_SECRET": "client-secret-xyz",
+                      "PUBLIC_URL": "https://loyalty.example.com"})
     db.connect(reuse_if_open=True)
     if database_url.startswith("postgresql"):
         _truncate_postgres()
@@ -113,3 +115,33 @@ def api(client, portal):
     from api.auth import create_key
 
     return ApiActions(client, create_key(portal, "tests"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limiter(monkeypatch):
+    """Each test gets its own bucket, and the limiter never really sleeps."""
+    from activities import b24client
+
+    monkeypatch.setattr(b24client, "DEFAULT_LIMITER",
+                        b24client.RateLimiter(sleep=lambda s: None))
+
+
+@pytest.fixture
+def b24(app):
+    """A fake Bitrix24 portal and OAuth server (tests/b24fake.py)."""
+    import responses
+
+    from b24fake import FakePortal
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield FakePortal(rsps)
+
+
+@pytest.fixture
+def installed(app):
+    """A portal as the install left it: tokens and the application token stored."""
+    from b24fake import APP_TOKEN, ENDPOINT, MEMBER
+
+    return Portal.create(member_id=MEMBER, domain="example.bitrix24.com", client_endpoint=ENDPOINT,
+                         access_token="access-1", refresh_token="refresh-1",
+                         application_token=APP_TOKEN, status="active", installed_by_user_id=1)

@@ -1,0 +1,61 @@
+"""loyalty_bonus_accrue: bonuses for a won deal, once per deal."""
+from __future__ import annotations
+
+from activities import contacts, lookup
+from activities.forms import FormError
+from activities.runtime import Reply, RunContext
+from api.ledger import operations
+from api.ledger.errors import AlreadyAccrued
+from api.ledger.money import format_kop
+from api.models import Card, Entry
+
+
+def read(ctx: RunContext) -> dict:
+    deal = lookup.deal_id(ctx)
+    contact, amount = lookup.contact_id(ctx), ctx.kop("Amount")
+    if deal and (contact is None or amount is None):
+        row = lookup.read_deal(ctx, deal)
+        contact = contact or lookup.contact_of_deal(row)
+        if amount is None:
+            amount = ctx_amount(row)
+    if amount is None:
+        raise FormError("Amount", "Не указана сумма покупки (и нет сделки, чтобы взять её сумму)")
+    return {"deal": deal, "contact": contact, "amount": amount}
+
+
+def ctx_amount(deal_row: dict) -> int | None:
+    from api.ledger.money import parse_kop
+
+    value = deal_row.get("OPPORTUNITY")
+    return parse_kop(value) if value not in (None, "", "0", "0.00") else None
+
+
+def write(ctx: RunContext, data: dict) -> Reply:
+    card = lookup.find_card(ctx, data["contact"])
+    if card is None:
+        return Reply.error("У клиента нет бонусной карты", AlreadyAccrued="N")
+    reference = f"deal:{data['deal']}" if data["deal"] else None
+    try:
+        result = operations.accrue(ctx.portal, card.number, data["amount"], key=ctx.key,
+                                   actor=ctx.actor, reference=reference, now=ctx.now).result
+    except AlreadyAccrued as exc:
+        return _already(card, exc)
+    card = Card.get_by_id(card.id)
+    reply = Reply.ok(f"Начислено {format_kop(result['amount_kop'])} бонусов ({result['percent']} %)",
+                     Accrued=format_kop(result["amount_kop"]), Percent=result["percent"],
+                     Balance=format_kop(card.balance_kop), Tier=card.tier, AlreadyAccrued="N")
+    reply.calls.update(after_movement(card))
+    return reply
+
+
+def _already(card: Card, exc: AlreadyAccrued) -> Reply:
+    entry = Entry.get_by_id(exc.details["entry_id"])
+    return Reply.ok(f"По этой сделке бонусы уже начислены ({format_kop(entry.amount_kop)})",
+                    Accrued=format_kop(entry.amount_kop), Percent=str(entry.percent),
+                    Balance=format_kop(card.balance_kop), Tier=card.tier, AlreadyAccrued="Y")
+
+
+def after_movement(card: Card) -> dict:
+    """The contact's fields follow the card (batched with the event.send)."""
+    update = contacts.fields_update(card)
+    return {"contact_fields": update} if update else {}

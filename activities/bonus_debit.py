@@ -1,0 +1,38 @@
+"""loyalty_bonus_debit: spend bonuses only when the balance covers them."""
+from __future__ import annotations
+
+from activities import lookup
+from activities.bonus_accrue import after_movement
+from activities.forms import FormError
+from activities.runtime import Reply, RunContext
+from api.ledger import operations
+from api.ledger.errors import InsufficientBalance, MaxShareExceeded
+from api.ledger.money import format_kop
+from api.models import Card
+
+
+def read(ctx: RunContext) -> dict:
+    if ctx.kop("Amount") is None:
+        raise FormError("Amount", "Не указано, сколько бонусов списать")
+    if lookup.needs_deal(ctx):
+        return {"contact": lookup.contact_of_deal(lookup.read_deal(ctx, lookup.deal_id(ctx)))}
+    return {"contact": lookup.contact_id(ctx)}
+
+
+def write(ctx: RunContext, data: dict) -> Reply:
+    card = lookup.find_card(ctx, data["contact"])
+    if card is None:
+        return Reply.error("У клиента нет бонусной карты", Debited="0.00", Balance="0.00")
+    deal = ctx.integer("DealId") or ctx.document_id_of("DEAL")
+    try:
+        result = operations.debit(
+            ctx.portal, card.number, ctx.kop("Amount"), key=ctx.key, actor=ctx.actor,
+            reference=f"deal:{deal}" if deal else None, order_kop=ctx.kop("OrderAmount"),
+            partial=ctx.flag("AllowPartial", False), now=ctx.now).result
+    except (InsufficientBalance, MaxShareExceeded) as exc:
+        return Reply.error(exc.message, Debited="0.00", Balance=format_kop(card.balance_kop))
+    card = Card.get_by_id(card.id)
+    reply = Reply.ok(f"Списано {format_kop(result['debited_kop'])} бонусов",
+                     Debited=format_kop(result["debited_kop"]), Balance=format_kop(card.balance_kop))
+    reply.calls.update(after_movement(card))
+    return reply

@@ -1,0 +1,106 @@
+"""Install-time setup, idempotent: activities, robots, event handlers, contact fields.
+
+An app update wipes every registration (protocol §1.6), so this runs on every install
+and from `flask --app api b24 register`: list what exists, add what is missing, update
+the rest. Two batch requests in all: one to read, one to write.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from activities.b24client import B24Client
+from activities.contacts import USER_FIELDS
+from activities.definitions import ACTIVITIES, ROBOT_SUFFIX, descriptor
+from activities.portals import B24Settings
+
+EVENTS = ("ONAPPINSTALL", "ONAPPUNINSTALL", "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE")
+# Errors that mean "it is already there": success for an idempotent install.
+ALREADY = ("already binded", "already installed", "ERROR_ACTIVITY_ALREADY_INSTALLED")
+
+
+@dataclass
+class Report:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    bound: list[str] = field(default_factory=list)
+    fields_created: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    user_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.bound)} events "
+                f"bound, {len(self.fields_created)} contact fields created, "
+                f"{len(self.errors)} errors")
+
+
+def register(client: B24Client, settings: B24Settings, user_id: int | None = None) -> Report:
+    seen = _read_state(client)
+    report = Report(user_id=user_id or seen["user_id"])
+    writes = {**_activity_writes(seen, settings, report), **_event_writes(seen, settings, report),
+              **_field_writes(seen, report)}
+    result = client.batch(writes)
+    for key, err in result.errors.items():
+        text = f"{err.code} {err.description}".strip()
+        if not any(marker.lower() in text.lower() for marker in ALREADY):
+            report.errors[key] = text
+    return report
+
+
+def _read_state(client: B24Client) -> dict:
+    reads = {"me": ("user.current", {}), "activities": ("bizproc.activity.list", {}),
+             "robots": ("bizproc.robot.list", {}), "events": ("event.get", {})}
+    for name, _, _ in USER_FIELDS:
+        reads[f"uf_{name}"] = ("crm.contact.userfield.list",
+                               {"filter": {"FIELD_NAME": f"UF_CRM_{name}"}})
+    result = client.batch(reads)
+    events = result.result("events") or []
+    return {
+        "user_id": int(result.result("me")["ID"]),
+        "activities": set(result.result("activities") or []),
+        "robots": set(result.result("robots") or []),
+        "events": {(e.get("event", "").upper(), e.get("handler")) for e in events},
+        "fields": {name for name, _, _ in USER_FIELDS if result.result(f"uf_{name}")},
+    }
+
+
+def _activity_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
+    writes = {}
+    for activity in ACTIVITIES:
+        for robot in (False, True) if activity.robot else (False,):
+            code = activity.code + (ROBOT_SUFFIX if robot else "")
+            kind = "robot" if robot else "activity"
+            fields = descriptor(activity, settings.handler_url(f"/b24/activities/{code}"),
+                                report.user_id, robot=robot)
+            if code in seen["robots" if robot else "activities"]:
+                writes[f"upd_{code}"] = (f"bizproc.{kind}.update", {"CODE": code, "FIELDS": fields})
+                report.updated.append(code)
+            else:
+                writes[f"add_{code}"] = (f"bizproc.{kind}.add", {"CODE": code, **fields})
+                report.added.append(code)
+    return writes
+
+
+def _event_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
+    handler = settings.handler_url("/b24/events")
+    writes = {}
+    for event in EVENTS:
+        if (event, handler) not in seen["events"]:
+            writes[f"bind_{event}"] = ("event.bind", {"event": event, "handler": handler})
+            report.bound.append(event)
+    return writes
+
+
+def _field_writes(seen: dict, report: Report) -> dict:
+    writes = {}
+    for name, type_, (ru, en) in USER_FIELDS:
+        if name not in seen["fields"]:
+            writes[f"uf_{name}"] = ("crm.contact.userfield.add", {"fields": {
+                "FIELD_NAME": name, "USER_TYPE_ID": type_, "LABEL": {"ru": ru, "en": en},
+                "EDIT_FORM_LABEL": {"ru": ru, "en": en}, "LIST_COLUMN_LABEL": {"ru": ru, "en": en},
+                "SHOW_FILTER": "Y", "EDIT_IN_LIST": "N"}})
+            report.fields_created.append(f"UF_CRM_{name}")
+    return writes

@@ -1,0 +1,130 @@
+"""Runs recorded activity calls: read from Bitrix24, write the ledger, answer the workflow.
+
+The ledger change, the run's result and every Bitrix24 write it causes (event.send
+first among them) commit in one transaction; scheduler.dispatch delivers the writes.
+Every outcome ends in a bizproc.event.send, errors included: a workflow waiting on us
+must never hang.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from activities import bonus_accrue, bonus_debit, card_create, card_info, notify_manager
+from activities.b24client import B24Error, B24TransientError
+from activities.definitions import activity_for
+from activities.forms import FormError
+from activities.portals import B24Settings
+from activities.runtime import Reply, RunContext
+from api.clock import utcnow
+from api.db import db
+from api.ledger.errors import LedgerError
+from api.models import ActivityRun
+from api.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
+            "loyalty_bonus_accrue": bonus_accrue, "loyalty_bonus_debit": bonus_debit,
+            "loyalty_notify_manager": notify_manager}
+ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
+CLAIM_S = 300
+LOG_MESSAGE_MAX = 1000
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(15 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
+            session=None) -> int:
+    """Process the runs that are due; returns how many were finished or rescheduled."""
+    now = now or utcnow()
+    due = (ActivityRun.select(ActivityRun.id)
+           .where((ActivityRun.status == "pending") & (ActivityRun.next_attempt_at <= now))
+           .order_by(ActivityRun.id).limit(limit))
+    count = 0
+    for row in list(due):
+        if _claim(row.id, now):
+            process(ActivityRun.get_by_id(row.id), settings, now=now, session=session)
+            count += 1
+    return count
+
+
+def _claim(run_id: int, now: datetime) -> bool:
+    """Take the run for this worker; another one that races us gets 0 rows."""
+    free = ActivityRun.claimed_until.is_null() | (ActivityRun.claimed_until < now)
+    return ActivityRun.update(claimed_until=now + timedelta(seconds=CLAIM_S),
+                              attempts=ActivityRun.attempts + 1).where(
+        (ActivityRun.id == run_id) & (ActivityRun.status == "pending") & free).execute() == 1
+
+
+def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None) -> None:
+    ctx = RunContext(run.portal, run, settings, now, session)
+    activity = activity_for(run.code)
+    handler = HANDLERS.get(activity.code) if activity else None
+    reply, data = None, None
+    try:
+        if handler is None:
+            reply = Reply.error(f"Действие {run.code} этим приложением не поддерживается")
+        else:
+            data = handler.read(ctx)
+    except B24TransientError as exc:
+        if run.attempts < ATTEMPTS_MAX:
+            _reschedule(run, exc, now)
+            return
+        reply = Reply.error(f"Битрикс24 не ответил после {run.attempts} попыток: {exc.code}")
+    except B24Error as exc:
+        reply = Reply.error(f"Битрикс24 вернул ошибку: {exc.description or exc.code}")
+    except FormError as exc:
+        reply = Reply.error(form_message(exc))
+    except Exception:  # a bug must still answer the workflow, not leave it hanging
+        log.exception("activity %s failed while reading", run.code)
+        reply = Reply.error("Внутренняя ошибка сервиса лояльности")
+    _commit(ctx, handler, data, reply)
+
+
+def form_message(exc: FormError) -> str:
+    """Name the property the designer has to fix."""
+    if exc.field and exc.field not in exc.message:
+        return f"Свойство {exc.field}: {exc.message}"
+    return exc.message
+
+
+def _commit(ctx: RunContext, handler, data, reply: Reply | None) -> None:
+    with db.atomic():
+        if reply is None:
+            reply = _write(ctx, handler, data)
+        _finish(ctx, reply)
+
+
+def _write(ctx: RunContext, handler, data) -> Reply:
+    try:
+        with db.atomic():  # a savepoint: a refused operation leaves nothing half-written
+            return handler.write(ctx, data)
+    except FormError as exc:
+        return Reply.error(form_message(exc))
+    except LedgerError as exc:
+        return Reply.error(exc.message)
+    except Exception:
+        log.exception("activity %s failed while writing", ctx.run.code)
+        return Reply.error("Внутренняя ошибка сервиса лояльности")
+
+
+def _finish(ctx: RunContext, reply: Reply) -> None:
+    run = ctx.run
+    send = ("bizproc.event.send", {"EVENT_TOKEN": run.event_token, "RETURN_VALUES": reply.values,
+                                   "LOG_MESSAGE": reply.log[:LOG_MESSAGE_MAX]})
+    enqueue(ctx.portal, f"run:{run.id}", {"event_send": send, **reply.calls})
+    ActivityRun.update(status="done", return_values=json.dumps(reply.values, ensure_ascii=False),
+                       finished_at=ctx.now, claimed_until=None,
+                       last_error=reply.values.get("Error") or None).where(
+        ActivityRun.id == run.id).execute()
+    log.info("activity %s run %s: %s", run.code, run.id, reply.log)
+
+
+def _reschedule(run: ActivityRun, exc: B24Error, now: datetime) -> None:
+    ActivityRun.update(next_attempt_at=now + backoff(run.attempts), claimed_until=None,
+                       last_error=f"{exc.code}: {exc.description}"[:500]).where(
+        ActivityRun.id == run.id).execute()

@@ -1,0 +1,114 @@
+"""Delivers the outbox: Bitrix24 writes committed with the changes that caused them.
+
+Each row is one batch request. A retry resends only the commands not yet delivered;
+transient failures (rate limit, 5xx, timeouts, token trouble) back off, permanent ones
+are recorded with the reason and not retried. A crash between the HTTP call and the
+status update means one redelivery, which Bitrix24 absorbs: event.send for a closed
+action is ignored, field updates write the same values, notifications carry a TAG.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from activities.b24client import B24AuthError, B24Error, BatchError, classify
+from activities.portals import B24Settings, client_for
+from api.clock import utcnow
+from api.models import Outbox, Portal
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_MAX = 15  # about a day of backoff; then it waits for a person to press retry
+CLAIM_S = 120
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
+                session=None) -> int:
+    now = now or utcnow()
+    due = (Outbox.select(Outbox.id)
+           .where((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
+           .order_by(Outbox.id).limit(limit))
+    count = 0
+    for row in list(due):
+        if _claim(row.id, now):
+            deliver(Outbox.get_by_id(row.id), settings, now=now, session=session)
+            count += 1
+    return count
+
+
+def _claim(row_id: int, now: datetime) -> bool:
+    free = Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)
+    return Outbox.update(claimed_until=now + timedelta(seconds=CLAIM_S),
+                         attempts=Outbox.attempts + 1).where(
+        (Outbox.id == row_id) & (Outbox.status == "pending") & free).execute() == 1
+
+
+def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) -> None:
+    portal = Portal.get_by_id(row.portal_id)
+    if portal.status == "uninstalled" or not portal.access_token:
+        return _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
+    calls = json.loads(row.calls)
+    done = json.loads(row.done)
+    todo = {k: tuple(v) for k, v in calls.items() if k not in done}
+    try:
+        outcome = _send(client_for(portal, settings, session), todo)
+    except B24Error as exc:
+        return _after_error(row, done, exc, now)
+    retry = {}
+    for key, result in outcome.items():
+        if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:
+            retry[key] = f"{result.code}: {result.description}"
+        elif isinstance(result, BatchError):
+            done[key] = {"error": f"{result.code}: {result.description}"}
+        else:
+            done[key] = {"ok": True}
+    if retry:
+        return _later(row, done, "; ".join(f"{k} {v}" for k, v in retry.items()), now)
+    failed = {k: v["error"] for k, v in done.items() if "error" in v}
+    _close(row, "failed" if failed else "sent", done,
+           "; ".join(f"{k}: {v}" for k, v in failed.items()) or None, now)
+
+
+def _send(client, todo: dict) -> dict:
+    """One request either way: a single call, or a batch of several."""
+    if len(todo) == 1:
+        key, (method, params) = next(iter(todo.items()))
+        client.call(method, params)
+        return {key: True}
+    result = client.batch(todo)
+    return {key: result.errors.get(key, True) for key in todo}
+
+
+def _after_error(row: Outbox, done: dict, exc: B24Error, now: datetime) -> None:
+    reason = f"{exc.code}: {exc.description}"[:500]
+    # Auth trouble waits too: a reinstall or a refreshed token lets it through later.
+    if exc.retryable or isinstance(exc, B24AuthError):
+        return _later(row, done, reason, now)
+    _close(row, "failed", done, reason, now)
+
+
+def _later(row: Outbox, done: dict, reason: str, now: datetime) -> None:
+    status = "failed" if row.attempts >= ATTEMPTS_MAX else "pending"
+    Outbox.update(status=status, done=json.dumps(done), last_error=reason[:1000],
+                  next_attempt_at=now + backoff(row.attempts), claimed_until=None).where(
+        Outbox.id == row.id).execute()
+    log.warning("outbox %s: %s (attempt %s)", row.id, reason, row.attempts)
+
+
+def _close(row: Outbox, status: str, done: dict, reason: str | None, now: datetime) -> None:
+    Outbox.update(status=status, done=json.dumps(done), last_error=reason, claimed_until=None,
+                  sent_at=now if status == "sent" else None).where(Outbox.id == row.id).execute()
+    if status == "failed":
+        log.warning("outbox %s failed: %s", row.id, reason)
+
+
+def retry(row_id: int, now: datetime | None = None) -> bool:
+    """A person pressed retry: a failed row becomes due again (its delivered parts stay done)."""
+    return Outbox.update(status="pending", next_attempt_at=now or utcnow(), attempts=0,
+                         claimed_until=None).where(
+        (Outbox.id == row_id) & (Outbox.status == "failed")).execute() == 1

@@ -1,0 +1,121 @@
+"""Install (both forms), events, and the CLI, against a fake portal."""
+from __future__ import annotations
+
+from b24fake import APP_TOKEN, ENDPOINT, MEMBER
+
+from activities.definitions import ACTIVITIES
+from api.ledger import cards
+from api.models import B24Event, Card, Portal
+
+FRAME = {"AUTH_ID": "access-1", "AUTH_EXPIRES": "3600", "REFRESH_ID": "refresh-1",
+         "SERVER_ENDPOINT": "https://oauth.bitrix.info/rest/", "APPLICATION_TOKEN": APP_TOKEN,
+         "APPLICATION_SCOPE": "crm,bizproc,im,user_brief,placement", "member_id": MEMBER,
+         "status": "L", "PLACEMENT": "DEFAULT"}
+FRAME_QUERY = "?DOMAIN=example.bitrix24.com&PROTOCOL=1&LANG=ru&APP_SID=abc"
+
+
+def callback_form(event="ONAPPINSTALL", app_token=APP_TOKEN, tokens=True, **data):
+    form = {"event": event, "ts": "1767225600", "auth[domain]": "example.bitrix24.com",
+            "auth[server_endpoint]": "https://oauth.bitrix.info/rest/", "auth[status]": "L",
+            "auth[client_endpoint]": ENDPOINT, "auth[member_id]": MEMBER,
+            "auth[application_token]": app_token, "auth[scope]": "crm,bizproc,im,user_brief"}
+    if tokens:
+        form.update({"auth[access_token]": "access-1", "auth[refresh_token]": "refresh-1",
+                     "auth[expires_in]": "3600", "auth[user_id]": "1"})
+    form.update({f"data[{k}]": v for k, v in data.items()})
+    return form
+
+
+def test_install_frame_registers_everything_and_finishes(client, b24):
+    response = client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "BX24.installFinish()" in page and "//api.bitrix24.com/api/v1/" in page
+    portal = Portal.get(Portal.member_id == MEMBER)
+    assert (portal.client_endpoint, portal.refresh_token, portal.application_token) == \
+        (ENDPOINT, "refresh-1", APP_TOKEN)
+    assert portal.installed_by_user_id == 1 and portal.status == "active"
+    codes = {a.code for a in ACTIVITIES}
+    assert set(b24.activities) == codes
+    assert set(b24.robots) == {c + "_robot" for c in codes}
+    add = b24.activities["loyalty_bonus_debit"]
+    assert add["HANDLER"] == "https://loyalty.example.com/b24/activities/loyalty_bonus_debit"
+    assert add["USE_SUBSCRIPTION"] == "Y" and add["AUTH_USER_ID"] == "1"
+    assert add["NAME"] == {"ru": "Списать бонусы с проверкой баланса",
+                           "en": "Debit bonuses with a balance check"}
+    assert add["PROPERTIES"]["Amount"]["Type"] == "double"
+    assert {"Success", "Error", "Debited", "Balance"} <= set(add["RETURN_PROPERTIES"])
+    assert sorted(e for e, _ in b24.events) == ["ONAPPINSTALL", "ONAPPUNINSTALL",
+                                                 "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE"]
+    assert b24.fields == {"UF_CRM_LOYALTY_CARD", "UF_CRM_LOYALTY_BALANCE", "UF_CRM_LOYALTY_TIER"}
+    assert b24.requests == 2  # one batch to read what exists, one to write what is missing
+
+
+def test_install_again_repairs_and_adds_nothing_twice(client, b24):
+    client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    del b24.activities["loyalty_card_info"]  # as an app update would wipe it
+    b24.calls.clear()
+    response = client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    assert "BX24.installFinish()" in response.get_data(as_text=True)
+    methods = [m for m, _ in b24.calls]
+    assert methods.count("bizproc.activity.add") == 1 and methods.count("event.bind") == 0
+    assert methods.count("crm.contact.userfield.add") == 0
+    assert methods.count("bizproc.activity.update") == 5
+    assert len(b24.events) == 4 and "loyalty_card_info" in b24.activities
+
+
+def test_install_callback_form_answers_json(client, b24):
+    response = client.post("/b24/install", data=callback_form())
+    assert response.get_json()["installed"] is True
+    assert Portal.get(Portal.member_id == MEMBER).access_token == "access-1"
+
+
+def test_install_forged_for_a_known_portal_is_refused(client, b24, installed):
+    b24.tokens = {"access-1"}
+    forged = {**FRAME, "AUTH_ID": "stolen", "APPLICATION_TOKEN": "evil"}
+    response = client.post("/b24/install?DOMAIN=evil.example.com&PROTOCOL=1", data=forged)
+    assert response.status_code == 401
+    portal = Portal.get_by_id(installed.id)
+    assert portal.application_token == APP_TOKEN and portal.client_endpoint == ENDPOINT
+    assert b24.sent("bizproc.activity.add") == []
+
+
+def test_registration_failure_keeps_the_portal_and_does_not_finish(client, b24):
+    b24.failures["batch"] = [(403, {"error": "ACCESS_DENIED", "error_description": "Access denied!"})]
+    page = client.post("/b24/install" + FRAME_QUERY, data=FRAME).get_data(as_text=True)
+    assert "installFinish" not in page and "ACCESS_DENIED" in page
+    assert Portal.get(Portal.member_id == MEMBER).refresh_token == "refresh-1"
+
+
+def test_events_need_the_stored_application_token(client, installed):
+    response = client.post("/b24/events", data=callback_form("ONCRMCONTACTUPDATE", app_token="x",
+                                                             tokens=False, **{"FIELDS][ID": "42"}))
+    assert response.status_code == 401 and B24Event.select().count() == 0
+    client.post("/b24/events", data=callback_form("ONCRMCONTACTUPDATE", tokens=False,
+                                                  **{"FIELDS][ID": "42"}))
+    assert [(e.event, e.entity_id) for e in B24Event.select()] == [("ONCRMCONTACTUPDATE", 42)]
+
+
+def test_uninstall_keeps_the_ledger_and_forgets_the_tokens(client, installed):
+    cards.create_card(installed, {"phone": "9161234567", "last_name": "П", "first_name": "А",
+                                  "client_category": "В"}, actor="t")
+    form = callback_form("ONAPPUNINSTALL", tokens=False, CLEAN="1", LANGUAGE_ID="ru")
+    assert client.post("/b24/events", data=form).status_code == 200
+    portal = Portal.get_by_id(installed.id)
+    assert portal.status == "uninstalled" and portal.access_token is None
+    assert Card.select().count() == 1
+
+
+def test_onappinstall_event_stores_tokens(client, b24):
+    assert client.post("/b24/events", data=callback_form(VERSION="1", ACTIVE="Y",
+                                                         INSTALLED="Y")).status_code == 200
+    portal = Portal.get(Portal.member_id == MEMBER)
+    assert (portal.access_token, portal.application_token) == ("access-1", APP_TOKEN)
+
+
+def test_cli_register_and_portals(runner, b24, installed):
+    result = runner.invoke(args=["b24", "register", "--portal", MEMBER])
+    assert result.exit_code == 0, result.output
+    assert "12 added, 0 updated, 4 events bound, 3 contact fields created, 0 errors" in result.output
+    listing = runner.invoke(args=["b24", "portals"]).output
+    assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing
