@@ -1,0 +1,501 @@
+"""Ledger throughput: our accrue/debit beside the very same SQL on the raw driver.
+
+    python bench/ledger.py [--ops 20000] [--cards 1000] [--sqlite-only]
+                           [--postgres-url URL] [--show-sql] [--profile]
+
+"Ours" calls api.ledger.operations.accrue / debit in process (no HTTP layer), a 50/50
+mix on random cards. "Raw" is the floor: the statements our code issued for one accrual
+and one debit, captured from peewee's query log and replayed with sqlite3 / psycopg2.
+ours ÷ raw is what the ledger code (ORM, rules, hashing, JSON) costs on top of the SQL.
+
+Targets on SQLite: ≥ 50 % of raw throughput, p99 of one operation < 5 ms.
+Each measured phase gets a fresh, identically prepared database.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import os
+import pstats
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the root
+
+from peewee import fn  # noqa: E402
+
+from api.db import connect, db, use  # noqa: E402
+from api.ledger.cards import create_card  # noqa: E402
+from api.ledger.errors import InsufficientBalance  # noqa: E402
+from api.ledger.operations import accrue, debit  # noqa: E402
+from api.migrations import migrate  # noqa: E402
+from api.models import TABLES, Card, Entry, Lot, Portal, SchemaVersion  # noqa: E402
+
+SEED = 20240601
+FIRST_PHONE = 79160000000
+ACTOR = "bench"
+# Funding: 10,000 ₽ bought → 300 ₽ of bonuses per card (3 %, the default first tier).
+FUND_PURCHASE_KOP = 1_000_000
+# Each accrual adds 30 ₽, each debit takes 20 ₽: balances only grow, so debits succeed
+# and purchases stay under the next tier (the bonus, hence the SQL, stays the same).
+PURCHASE_KOP = 100_000
+DEBIT_KOP = 2_000
+DEFAULT_PG_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL",
+                                "postgresql://postgres@127.0.0.1:5432/test")
+PG_BENCH_DB = "loyalty_bench"  # our own database: the test suite truncates `test` at will
+PG_BENCH_SCHEMA = "bench"  # fallback when we may not create databases
+TARGET_RATIO = 0.50
+TARGET_P99_MS = 5.0
+
+
+# ---------------------------------------------------------------- measurements
+
+@dataclass
+class Run:
+    label: str
+    wall_ns: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    refused: int = 0  # debits refused for lack of balance (should stay 0)
+
+    @property
+    def ops_per_s(self) -> float:
+        return len(self.latencies_ns) / (self.wall_ns / 1e9)
+
+    def percentile_ms(self, p: int) -> float:
+        return statistics.quantiles(self.latencies_ns, n=100)[p - 1] / 1e6
+
+    def text(self) -> str:
+        return (f"{self.label} {self.ops_per_s:>7,.0f} ops/s  p50 {self.percentile_ms(50):5.2f} ms"
+                f"  p99 {self.percentile_ms(99):5.2f} ms")
+
+
+def timed_loop(run: Run, ops: int, step) -> Run:
+    """Call step(i) ops times, timing each call; a progress line every 10 % on stderr."""
+    tick = max(1, ops // 10)
+    start = time.perf_counter_ns()
+    for i in range(ops):
+        t0 = time.perf_counter_ns()
+        step(i)
+        run.latencies_ns.append(time.perf_counter_ns() - t0)
+        if (i + 1) % tick == 0:
+            print(f"  {run.label.strip()}: {i + 1:,}/{ops:,}", file=sys.stderr, flush=True)
+    run.wall_ns = time.perf_counter_ns() - start
+    return run
+
+
+def card_picks(ops: int, cards: int) -> list[int]:
+    """The same seeded card sequence for ours and raw; op i is an accrual when i is even."""
+    rng = random.Random(SEED)
+    return [rng.randrange(cards) for _ in range(ops)]
+
+
+# ---------------------------------------------------------------- the ledger, through our code
+
+def prepare_ledger(cards: int) -> tuple[Portal, list[str]]:
+    """One portal, `cards` cards, each funded by an accrual (not timed)."""
+    portal = Portal.create(member_id="bench-portal", domain="bench.bitrix24.ru")
+    numbers = []
+    for i in range(cards):
+        data = {"phone": str(FIRST_PHONE + i), "last_name": "Бенчев", "first_name": "Иван",
+                "client_category": "Розница"}
+        card, _ = create_card(portal, data, actor=ACTOR)
+        accrue(portal, card.number, FUND_PURCHASE_KOP, key=f"fund:{card.number}", actor=ACTOR)
+        numbers.append(card.number)
+    return portal, numbers
+
+
+def run_ours(portal: Portal, numbers: list[str], picks: list[int]) -> Run:
+    run = Run("ours")
+
+    def step(i: int) -> None:
+        number = numbers[picks[i]]
+        if i % 2 == 0:
+            accrue(portal, number, PURCHASE_KOP, key=f"ours:{i}", actor=ACTOR)
+            return
+        try:
+            debit(portal, number, DEBIT_KOP, key=f"ours:{i}", actor=ACTOR)
+        except InsufficientBalance:
+            run.refused += 1
+
+    return timed_loop(run, len(picks), step)
+
+
+def ledger_check() -> str:
+    """Proof of real work: rows written, and the three sums that must agree."""
+    entries = Entry.select().count()
+    balances = Card.select(fn.SUM(Card.balance_kop)).scalar() or 0
+    entry_sum = Entry.select(fn.SUM(Entry.amount_kop)).scalar() or 0
+    lot_sum = Lot.select(fn.SUM(Lot.remaining_kop)).scalar() or 0
+    verdict = "OK" if balances == entry_sum == lot_sum else "MISMATCH"
+    return (f"{entries:,} entries; Σ card balances {balances:,} = Σ entries {entry_sum:,}"
+            f" = Σ lot remainders {lot_sum:,} kop: {verdict}")
+
+
+# ---------------------------------------------------------------- capturing our statements
+
+@dataclass
+class Statement:
+    sql: str
+    kind: str  # select / insert / update
+    table: str
+    # One (role, value) per placeholder: role None keeps the captured value; a role
+    # names what must be fresh per operation (see ROLES).
+    params: list[tuple[str | None, object]]
+
+
+# Which placeholder values identify the operation rather than describe it. Everything
+# else (amounts, timestamps, the result JSON, the request hash) is replayed as captured:
+# those values cost the same to bind whatever they are, and no constraint needs them unique.
+ROLES = {
+    ("card", "id"): "card", ("card", "number"): "number",
+    ("entry", "idempotency_key"): "key", ("operation", "key"): "key",
+    ("lot", "id"): "lot",
+    ("*", "card_id"): "card", ("*", "entry_id"): "entry", ("*", "lot_id"): "lot",
+}
+PLACEHOLDER = re.compile(r"\?|%s")
+IDENT = re.compile(r'"(\w+)"')
+
+
+def parse_statement(sql: str, values: list) -> Statement:
+    """Name the column behind each placeholder: the INSERT column list, else the last
+    quoted identifier before it (`"t1"."card_id" = ?`); LIMIT/OFFSET keep their value."""
+    kind = sql.split(None, 1)[0].lower()
+    table = re.search(r'(?:FROM|UPDATE|INTO) "(\w+)"', sql).group(1)
+    if kind == "insert":
+        columns = IDENT.findall(sql[sql.index("(") + 1:sql.index(")")])
+    else:
+        columns = []
+        for match in PLACEHOLDER.finditer(sql):
+            before = sql[:match.start()].rstrip()
+            is_paging = before.endswith(("LIMIT", "OFFSET"))
+            columns.append(None if is_paging else IDENT.findall(before)[-1])
+    assert len(columns) == len(values), (sql, values)
+    roles = [ROLES.get((table, c)) or ROLES.get(("*", c)) for c in columns]
+    return Statement(sql, kind, table, list(zip(roles, values)))
+
+
+class QueryLog(logging.Handler):
+    """peewee logs every execute_sql as a (sql, params) tuple on the `peewee` logger."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.queries: list[tuple[str, list]] = []
+
+    def emit(self, record):
+        self.queries.append(record.msg)
+
+
+def captured(call) -> list[Statement]:
+    logger, handler = logging.getLogger("peewee"), QueryLog()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        call()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return [parse_statement(sql, list(params)) for sql, params in handler.queries]
+
+
+def capture_operations(portal: Portal, number: str) -> dict[str, list[Statement]]:
+    """One accrual and one debit through our code, recorded statement by statement.
+    BEGIN/COMMIT go through peewee's transaction, outside the query log: the replay
+    issues them itself, in the same form (the backend's `begin`)."""
+    return {
+        "accrual": captured(lambda: accrue(portal, number, PURCHASE_KOP, key="capture:accrual",
+                                           actor=ACTOR)),
+        "debit": captured(lambda: debit(portal, number, DEBIT_KOP, key="capture:debit",
+                                        actor=ACTOR)),
+    }
+
+
+# ---------------------------------------------------------------- the raw floor
+
+def replay(cursor, begin: str, statements: list[Statement], ctx: dict) -> None:
+    """One operation on the raw driver: the captured statements, byte for byte the same
+    SQL, in the same order, in one transaction opened the way peewee opens it. Only the
+    identity values are rebound (ROLES): this op's card, its fresh idempotency key, and
+    the ids of rows it inserts or selects (the new entry, the lot it spends from). Like
+    the ORM, every SELECT's rows are fetched."""
+    cursor.execute(begin)
+    for st in statements:
+        cursor.execute(st.sql, [ctx[role] if role else value for role, value in st.params])
+        if st.kind == "select":
+            rows = cursor.fetchall()
+            if st.table == "lot" and rows:
+                ctx["lot"] = rows[0][0]  # the oldest spendable lot, as lots.take uses first
+        elif st.kind == "insert":
+            # PostgreSQL: peewee appended RETURNING "id"; SQLite: it reads lastrowid.
+            ctx[st.table] = cursor.fetchone()[0] if cursor.description else cursor.lastrowid
+    cursor.execute("COMMIT")
+
+
+def run_raw(backend, templates: dict[str, list[Statement]], cards: list[tuple[int, str]],
+            picks: list[int]) -> Run:
+    conn = backend.raw_connect()
+    cursor = conn.cursor()
+    sequence = (templates["accrual"], templates["debit"])
+
+    def step(i: int) -> None:
+        card_id, number = cards[picks[i]]
+        ctx = {"card": card_id, "number": number, "key": f"raw:{i}"}
+        replay(cursor, backend.begin, sequence[i % 2], ctx)
+
+    try:
+        return timed_loop(Run("raw "), len(picks), step)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- backends
+
+class SqliteBackend:
+    name = "sqlite"
+    begin = "BEGIN IMMEDIATE"  # api.db.connect: lock_type="IMMEDIATE"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ledger-bench-")
+        self.path = None
+
+    def fresh(self, phase: str):
+        self.path = os.path.join(self.dir, f"{phase}.sqlite3")
+        database = connect(f"sqlite:///{self.path}")
+        use(database)
+        database.connect()
+        migrate()
+        return database
+
+    def raw_connect(self):
+        # The settings api.db.connect gives peewee: autocommit mode with explicit
+        # BEGIN IMMEDIATE, WAL, synchronous=normal, foreign keys, busy timeout.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        for pragma in ("journal_mode = wal", "foreign_keys = 1", "synchronous = normal",
+                       "busy_timeout = 30000"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresBackend:
+    name = "postgresql"
+    begin = "BEGIN"  # peewee: autocommit connection, explicit BEGIN, no isolation level
+
+    def __init__(self, base_url: str):
+        import psycopg2  # only needed here
+
+        self.psycopg2 = psycopg2
+        self.base_url = base_url
+        self.url, self.cleanup_sql = self._bench_location()
+
+    def _admin(self):
+        conn = self.psycopg2.connect(self.base_url, connect_timeout=3)
+        conn.autocommit = True
+        return conn
+
+    def _bench_location(self) -> tuple[str, str]:
+        """A database of our own if we may create one, else a schema in the given one;
+        either way the test suite's tables are never touched."""
+        admin = self._admin()
+        try:
+            with admin.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_BENCH_DB,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{PG_BENCH_DB}"')
+            url = urlunparse(urlparse(self.base_url)._replace(path=f"/{PG_BENCH_DB}"))
+            return url, f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}"'
+        except self.psycopg2.Error:
+            with admin.cursor() as cur:
+                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{PG_BENCH_SCHEMA}"')
+            sep = "&" if urlparse(self.base_url).query else "?"
+            url = f"{self.base_url}{sep}options=-csearch_path%3D{PG_BENCH_SCHEMA}"
+            return url, f'DROP SCHEMA IF EXISTS "{PG_BENCH_SCHEMA}" CASCADE'
+        finally:
+            admin.close()
+
+    def fresh(self, phase: str):
+        database = connect(self.url)
+        use(database)
+        database.connect()
+        db.drop_tables([*TABLES, SchemaVersion], cascade=True)
+        migrate()
+        return database
+
+    def raw_connect(self):
+        conn = self.psycopg2.connect(self.url)
+        conn.autocommit = True  # as peewee runs it: BEGIN/COMMIT are sent explicitly
+        return conn
+
+    def close(self):
+        admin = self._admin()
+        try:
+            with admin.cursor() as cur:
+                cur.execute(self.cleanup_sql)
+        finally:
+            admin.close()
+
+
+# ---------------------------------------------------------------- one backend, both sides
+
+@dataclass
+class Result:
+    backend: str
+    ours: Run
+    raw: Run
+    ours_check: str
+    raw_check: str
+    templates: dict  # "accrual"/"debit" → the captured statements
+    begin: str  # how the backend opens a transaction (not in peewee's query log)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.ops_per_s / self.raw.ops_per_s
+
+
+def measure_ours(backend, args, picks) -> tuple[Run, str]:
+    database = backend.fresh("ours")
+    try:
+        print(f"{backend.name}: preparing {args.cards:,} cards for ours", file=sys.stderr)
+        portal, numbers = prepare_ledger(args.cards)
+        profiler = cProfile.Profile() if args.profile and backend.name == "sqlite" else None
+        if profiler:
+            profiler.enable()
+        run = run_ours(portal, numbers, picks)
+        if profiler:
+            profiler.disable()
+            print_profile(profiler)
+        return run, ledger_check()
+    finally:
+        database.close()
+
+
+def measure_raw(backend, args, picks) -> tuple[Run, str, dict]:
+    database = backend.fresh("raw")
+    try:
+        print(f"{backend.name}: preparing {args.cards:,} cards for raw", file=sys.stderr)
+        portal, numbers = prepare_ledger(args.cards)
+        templates = capture_operations(portal, numbers[0])
+        ids = dict(Card.select(Card.number, Card.id).tuples())
+        cards = [(ids[n], n) for n in numbers]
+        database.close()  # the raw driver has the database to itself while timed
+        run = run_raw(backend, templates, cards, picks)
+        database.connect()
+        return run, ledger_check(), templates
+    finally:
+        if not database.is_closed():
+            database.close()
+
+
+def measure(backend, args) -> Result:
+    picks = card_picks(args.ops, args.cards)
+    ours, ours_check = measure_ours(backend, args, picks)
+    raw, raw_check, templates = measure_raw(backend, args, picks)
+    return Result(backend.name, ours, raw, ours_check, raw_check, templates, backend.begin)
+
+
+# ---------------------------------------------------------------- output
+
+def print_profile(profiler, top: int = 10) -> None:
+    """Our functions first (api/), then the library code they spend it in."""
+    print("\ncProfile of ours on SQLite (this run's figures are inflated by profiling):")
+    stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative")
+    stats.print_stats(r"/api/", top)
+    stats.sort_stats("tottime").print_stats(r"site-packages", top)
+
+
+def print_statements(result: Result) -> None:
+    for op, statements in result.templates.items():
+        print(f"\n{result.backend}: statements of one {op} (inside {result.begin} … COMMIT):")
+        for n, st in enumerate(statements, 1):
+            values = [f"<{role}>" if role else repr(value) for role, value in st.params]
+            print(f"  {n:2}. {st.sql}\n      [{', '.join(values)}]")
+
+
+def print_result(result: Result, ops: int) -> None:
+    counts = {op: len(st) for op, st in result.templates.items()}
+    print(f"{result.backend:<10} {result.ours.text()} | {result.raw.text()}"
+          f" | ratio {result.ratio * 100:.0f} %")
+    print(f"{'':<10} statements per op: accrual {counts['accrual']}, debit {counts['debit']}"
+          f" (+ BEGIN/COMMIT); {ops:,} ops each side, debits refused: ours"
+          f" {result.ours.refused}")
+    print(f"{'':<10} ours: {result.ours_check}")
+    print(f"{'':<10} raw:  {result.raw_check}")
+
+
+def print_verdicts(sqlite: Result) -> None:
+    ratio_ok = sqlite.ratio >= TARGET_RATIO
+    p99 = sqlite.ours.percentile_ms(99)
+    print(f"verdict: SQLite throughput {sqlite.ratio * 100:.0f} % of raw"
+          f" (target ≥ {TARGET_RATIO * 100:.0f} %):"
+          f" {'PASS' if ratio_ok else 'FAIL'}")
+    print(f"verdict: SQLite p99 {p99:.2f} ms per operation (target < {TARGET_P99_MS:g} ms):"
+          f" {'PASS' if p99 < TARGET_P99_MS else 'FAIL'}")
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ops", type=int, default=20_000, help="operations per side")
+    parser.add_argument("--cards", type=int, default=1_000)
+    parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--show-sql", action="store_true",
+                        help="print the captured statement sequences")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile ours on SQLite, top 10 by cumulative time")
+    args = parser.parse_args(argv)
+    if args.ops < 100 or args.cards < 1:
+        parser.error("--ops must be ≥ 100 and --cards ≥ 1")
+    return args
+
+
+def run_backend(backend, args) -> Result:
+    try:
+        return measure(backend, args)
+    finally:
+        backend.close()
+
+
+def postgres_backend(url: str):
+    """The backend, or None with the reason printed when PostgreSQL doesn't answer."""
+    try:
+        return PostgresBackend(url)
+    except Exception as exc:  # unreachable, no driver, no rights: skip and say why
+        print(f"postgresql: skipped, not reachable at {url}: {type(exc).__name__}: "
+              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        return None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results = [run_backend(SqliteBackend(), args)]
+    if not args.sqlite_only:
+        backend = postgres_backend(args.postgres_url)
+        if backend:
+            results.append(run_backend(backend, args))
+    print(f"\nLedger: 50/50 accrual/debit, {args.ops:,} ops over {args.cards:,} cards,"
+          " one thread, in process (ours = api.ledger, raw = same SQL on the bare driver)")
+    for result in results:
+        print_result(result, args.ops)
+    print_verdicts(results[0])
+    if args.show_sql:
+        for result in results:
+            print_statements(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
