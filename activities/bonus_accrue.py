@@ -1,13 +1,14 @@
 """loyalty_bonus_accrue: bonuses for a won deal, once per deal."""
 from __future__ import annotations
 
-from activities import contacts, lookup
+from activities import lookup
 from activities.forms import FormError
 from activities.runtime import Reply, RunContext
 from api.ledger import operations
 from api.ledger.errors import AlreadyAccrued
 from api.ledger.money import format_kop
 from api.models import Card, Entry
+from notifications.followup import follow_up
 
 
 def read(ctx: RunContext) -> dict:
@@ -44,7 +45,7 @@ def write(ctx: RunContext, data: dict) -> Reply:
     reply = Reply.ok(f"Начислено {format_kop(result['amount_kop'])} бонусов ({result['percent']} %)",
                      Accrued=format_kop(result["amount_kop"]), Percent=result["percent"],
                      Balance=format_kop(card.balance_kop), Tier=card.tier, AlreadyAccrued="N")
-    reply.calls.update(after_movement(card))
+    reply.calls.update(follow_up(ctx.portal, card, result['kind'], result, ctx.key))
     return reply
 
 
@@ -53,9 +54,3 @@ def _already(card: Card, exc: AlreadyAccrued) -> Reply:
     return Reply.ok(f"По этой сделке бонусы уже начислены ({format_kop(entry.amount_kop)})",
                     Accrued=format_kop(entry.amount_kop), Percent=str(entry.percent),
                     Balance=format_kop(card.balance_kop), Tier=card.tier, AlreadyAccrued="Y")
-
-
-def after_movement(card: Card) -> dict:
-    """The contact's fields follow the card (batched with the event.send)."""
-    update = contacts.fields_update(card)
-    return {"contact_fields": update} if update else {}

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from activities import lookup
-from activities.bonus_accrue import after_movement
 from activities.forms import FormError
 from activities.runtime import Reply, RunContext
 from api.ledger import operations
 from api.ledger.errors import InsufficientBalance, MaxShareExceeded
 from api.ledger.money import format_kop
 from api.models import Card
+from notifications.followup import follow_up
 
 
 def read(ctx: RunContext) -> dict:
@@ -34,5 +34,5 @@ def write(ctx: RunContext, data: dict) -> Reply:
     card = Card.get_by_id(card.id)
     reply = Reply.ok(f"Списано {format_kop(result['debited_kop'])} бонусов",
                      Debited=format_kop(result["debited_kop"]), Balance=format_kop(card.balance_kop))
-    reply.calls.update(after_movement(card))
+    reply.calls.update(follow_up(ctx.portal, card, result['kind'], result, ctx.key))
     return reply

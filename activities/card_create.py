@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from activities import contacts, lookup
-from activities.bonus_accrue import after_movement
 from activities.forms import FormError, to_date
-from activities.notices import chat_notice
 from activities.runtime import Reply, RunContext
 from api.ledger import cards, rules
 from api.ledger.errors import CardExists, InvalidInput, MissingFields
 from api.ledger.money import format_kop
+from notifications import notices
+from notifications import settings as notice_settings
 
 FIELD_NAMES_RU = {"last_name": "фамилия", "first_name": "имя", "middle_name": "отчество",
                   "phone": "мобильный телефон", "client_category": "категория клиента",
@@ -49,7 +49,9 @@ def write(ctx: RunContext, data: dict) -> Reply:
     reply = Reply.ok(f"Карта {card.number} {'выпущена' if created else 'уже была у контакта'}",
                      CardNumber=card.number, Created="Y" if created else "N",
                      Balance=format_kop(card.balance_kop), Tier=card.tier)
-    reply.calls.update(after_movement(card))
+    update = contacts.fields_update(card)
+    if update:
+        reply.calls["contact_fields"] = update
     return reply
 
 
@@ -64,9 +66,13 @@ def _refused(ctx: RunContext, fields: dict, missing: list[str]) -> Reply:
     text = ", ".join(missing)
     reply = Reply.error(f"Не хватает данных для карты: {text}", Created="N")
     manager = fields.get("manager_id")
-    if ctx.flag("NotifyManager", True) and manager:
+    settings = notice_settings.load(ctx.portal)
+    if ctx.flag("NotifyManager", True) and manager and settings["notices"]["card_refused_manager"]:
         context = {"first_name": fields.get("first_name") or "", "missing": text,
                    "last_name": fields.get("last_name") or ""}
-        reply.calls["notify_manager"] = chat_notice(manager, "card_refused_manager", context,
-                                                    f"card-refused:{fields['contact_id']}")
+        row = notices.record(ctx.portal, None, "card_refused_manager", str(manager), context,
+                             f"{ctx.key}:card_refused_manager", settings)
+        call = notices.chat_call(row, settings)
+        if call:
+            reply.calls[call[0]] = call[1]
     return reply

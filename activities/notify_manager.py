@@ -1,14 +1,16 @@
-"""loyalty_notify_manager: a personal notification to a Bitrix24 user.
+"""loyalty_notify_manager: a personal notification (or chat message) to a Bitrix24 user.
 
-Sent while reading (its id is a return value); the TAG makes a resend after a crash
-replace the first notification instead of adding a second.
+Sent while reading, because its id is a return value. The message is recorded first;
+a rerun after a crash finds it sent and reuses its id, and a resend carries the same
+TAG, which replaces the first notification rather than adding a second.
 """
 from __future__ import annotations
 
-from activities import lookup
+from activities import contacts, lookup
 from activities.forms import FormError
-from activities.notices import TAG_PREFIX
 from activities.runtime import Reply, RunContext
+from notifications import notices
+from notifications import settings as notice_settings
 from notifications.context import card_context
 from notifications.templates import TemplateError, render_text
 
@@ -17,18 +19,24 @@ def read(ctx: RunContext) -> dict:
     message = ctx.text("Message")
     if not message:
         raise FormError("Message", "Пустое сообщение")
-    user, contact = ctx.user("User"), lookup.contact_id(ctx)
+    user, contact, row = ctx.user("User"), lookup.contact_id(ctx), None
     if user is None:
-        user, contact = _responsible(ctx, contact)
+        user, contact, row = _responsible(ctx, contact)
+    card = lookup.find_card(ctx, contact) if contact else None
     try:
-        text = render_text(message, _context(ctx, contact))
+        text = render_text(message, card_context(card) if card else _contact_context(ctx, contact, row))
     except TemplateError as exc:
         raise FormError("Message", exc.message) from None
-    sent = ctx.client.call("im.notify.personal.add", {
-        "USER_ID": user, "MESSAGE": text, "TAG": f"{TAG_PREFIX}:bp:{ctx.run.token_hash[:40]}"})
-    if not sent.get("result"):
-        raise FormError("User", f"Битрикс24 не принял уведомление для пользователя {user}")
-    return {"message_id": str(sent["result"]), "user": user}
+    settings = notice_settings.load(ctx.portal)
+    row = notices.insert(ctx.portal, card, f"{ctx.key}:chat", "chat", "bp", str(user), None, text)
+    if row.status == "pending":
+        key, (method, params) = notices.chat_call(row, settings)
+        result = ctx.client.call(method, params).get("result")
+        if not result:
+            raise FormError("User", f"Битрикс24 не принял сообщение для пользователя {user}")
+        notices.mark_chat(row.id, result, None)
+        row = type(row).get_by_id(row.id)
+    return {"message_id": row.provider_message_id or "", "user": user}
 
 
 def write(ctx: RunContext, data: dict) -> Reply:
@@ -36,18 +44,26 @@ def write(ctx: RunContext, data: dict) -> Reply:
                     MessageId=data["message_id"])
 
 
-def _responsible(ctx: RunContext, contact: int | None) -> tuple[int, int | None]:
+def _responsible(ctx: RunContext, contact: int | None) -> tuple[int, int | None, dict | None]:
+    """The document's responsible; also returns the contact row when that is what was read."""
     if contact:
         row = ctx.client.call("crm.contact.get", {"id": contact})["result"]
+        found = row
     elif lookup.deal_id(ctx):
-        row = lookup.read_deal(ctx, lookup.deal_id(ctx))
+        row, found = lookup.read_deal(ctx, lookup.deal_id(ctx)), None
         contact = lookup.contact_of_deal(row)
     else:
         raise FormError("User", "Не указан получатель и нет ответственного в документе")
     if not row.get("ASSIGNED_BY_ID"):
         raise FormError("User", "У документа нет ответственного")
-    return int(row["ASSIGNED_BY_ID"]), contact
+    return int(row["ASSIGNED_BY_ID"]), contact, found
 
 
-def _context(ctx: RunContext, contact: int | None) -> dict:
-    return card_context(lookup.find_card(ctx, contact) if contact else None)
+def _contact_context(ctx: RunContext, contact: int | None, row: dict | None) -> dict:
+    """No card yet: the placeholders come from the contact itself."""
+    if not contact:
+        return {}
+    row = row or ctx.client.call("crm.contact.get", {"id": contact})["result"]
+    data = contacts.card_data(row, None)
+    return {"first_name": data["first_name"] or "", "last_name": data["last_name"] or "",
+            "phone": data["phone"] or "", "email": data["email"] or ""}

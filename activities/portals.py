@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from activities.b24client import B24Client, PortalAuth
 from api.clock import utcnow
@@ -19,13 +19,15 @@ class B24Settings:
     client_secret: str
     oauth_url: str
     public_url: str
+    config: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config) -> "B24Settings":
         return cls(client_id=config.get("B24_CLIENT_ID") or "",
                    client_secret=config.get("B24_CLIENT_SECRET") or "",
                    oauth_url=config.get("B24_OAUTH_URL") or DEFAULT_OAUTH_URL,
-                   public_url=(config.get("PUBLIC_URL") or "").rstrip("/"))
+                   public_url=(config.get("PUBLIC_URL") or "").rstrip("/"),
+                   config={k: config.get(k) for k in ("UNISENDER_GO_URL", "UNISENDER_API_URL")})
 
     def handler_url(self, path: str) -> str:
         return f"{self.public_url}{path}"

@@ -11,7 +11,8 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from activities import bonus_accrue, bonus_debit, card_create, card_info, notify_manager
+from activities import (bonus_accrue, bonus_debit, card_create, card_info, notify_manager,
+                        unisender_send)
 from activities.b24client import B24Error, B24TransientError
 from activities.definitions import activity_for
 from activities.forms import FormError
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
             "loyalty_bonus_accrue": bonus_accrue, "loyalty_bonus_debit": bonus_debit,
-            "loyalty_notify_manager": notify_manager}
+            "loyalty_notify_manager": notify_manager, "loyalty_unisender_send": unisender_send}
 ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
 CLAIM_S = 300
 LOG_MESSAGE_MAX = 1000
@@ -72,9 +73,12 @@ def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=N
             data = handler.read(ctx)
     except B24TransientError as exc:
         if run.attempts < ATTEMPTS_MAX:
-            _reschedule(run, exc, now)
+            _reschedule(run, f"{exc.code}: {exc.description}", now)
             return
         reply = Reply.error(f"Битрикс24 не ответил после {run.attempts} попыток: {exc.code}")
+    except unisender_send.StillSending as exc:
+        _reschedule(run, str(exc), now)  # the delivery retries bound it; the run follows them
+        return
     except B24Error as exc:
         reply = Reply.error(f"Битрикс24 вернул ошибку: {exc.description or exc.code}")
     except FormError as exc:
@@ -124,7 +128,7 @@ def _finish(ctx: RunContext, reply: Reply) -> None:
     log.info("activity %s run %s: %s", run.code, run.id, reply.log)
 
 
-def _reschedule(run: ActivityRun, exc: B24Error, now: datetime) -> None:
+def _reschedule(run: ActivityRun, reason: str, now: datetime) -> None:
     ActivityRun.update(next_attempt_at=now + backoff(run.attempts), claimed_until=None,
-                       last_error=f"{exc.code}: {exc.description}"[:500]).where(
+                       last_error=reason[:500]).where(
         ActivityRun.id == run.id).execute()

@@ -52,7 +52,7 @@ def settings() -> B24Settings:
         return found
     # Without LOYALTY_PUBLIC_URL, handlers point where Bitrix24 just reached us.
     return B24Settings(found.client_id, found.client_secret, found.oauth_url,
-                       request.url_root.rstrip("/"))
+                       request.url_root.rstrip("/"), found.config)
 
 
 def genuine(portal: Portal, access_token: str | None) -> bool:

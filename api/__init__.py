@@ -27,6 +27,9 @@ FOREIGN_ENV = ("B24_CLIENT_ID", "B24_CLIENT_SECRET", "B24_OAUTH_URL",
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    # peewee logs every statement with its parameters at DEBUG, and those parameters
+    # carry OAuth tokens and provider keys: never let that reach a log.
+    logging.getLogger("peewee").setLevel(logging.INFO)
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(DEFAULTS)
     app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "loyalty.sqlite3")
@@ -68,11 +71,11 @@ def _register_bitrix24(app: Flask) -> None:
 def _register_api(app: Flask) -> None:
     from flask_smorest import Api
 
-    from api.views import cards, docs, health, operations, rules
+    from api.views import cards, docs, health, notifications, operations, rules
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, health):
+    for module in (cards, operations, rules, notifications, health):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api

@@ -6,7 +6,7 @@ playhouse.migrate so that existing data is kept. Never edit one that has shipped
 from __future__ import annotations
 
 from api.db import db
-from api.models import B24_TABLES, TABLES, SchemaVersion
+from api.models import B24_TABLES, NOTIFY_TABLES, TABLES, SchemaVersion
 
 
 def _0001_initial():
@@ -17,9 +17,14 @@ def _0002_bitrix24():
     db.create_tables(B24_TABLES)
 
 
+def _0003_notifications():
+    db.create_tables(NOTIFY_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
+    ("0003_notifications", _0003_notifications),
 ]
 
 

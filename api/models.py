@@ -228,3 +228,47 @@ class B24Event(BaseModel):
 
 
 B24_TABLES = [ActivityRun, Outbox, B24Event]
+
+
+class NotificationSettings(BaseModel):
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    data = TextField()  # JSON, validated by notifications.settings; keys never leave masked
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(max_length=200, null=True)
+
+
+class Notification(BaseModel):
+    """Every message to a client or manager: what, to whom, and what became of it."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    card = ForeignKeyField(Card, null=True, backref="notifications", on_delete="SET NULL")
+    key = CharField(max_length=220)  # one per cause and channel: never sent twice
+    channel = CharField(max_length=8)  # email, sms, chat
+    template = CharField(max_length=64)
+    recipient = CharField(max_length=254)
+    subject = CharField(max_length=500, null=True)
+    body = TextField()
+    # pending → sending → sent | failed; `unknown` when a send was cut off mid-flight and
+    # resending could deliver it twice (SMS has no idempotency key).
+    status = CharField(max_length=10, default="pending")
+    provider_message_id = CharField(max_length=100, null=True)
+    error = TextField(null=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    claimed_until = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("portal", "key"), True),
+            (("status", "next_attempt_at"), False),
+            (("card", "id"), False),
+        )
+
+
+NOTIFY_TABLES = [NotificationSettings, Notification]
+
+
+# Every table, in creation order (tests truncate them all).
+ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES]

@@ -16,6 +16,7 @@ from activities.b24client import B24AuthError, B24Error, BatchError, classify
 from activities.portals import B24Settings, client_for
 from api.clock import utcnow
 from api.models import Outbox, Portal
+from notifications import notices
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) 
             retry[key] = f"{result.code}: {result.description}"
         elif isinstance(result, BatchError):
             done[key] = {"error": f"{result.code}: {result.description}"}
+            _notice_delivered(key, None, done[key]["error"])
         else:
             done[key] = {"ok": True}
+            _notice_delivered(key, result, None)
     if retry:
         return _later(row, done, "; ".join(f"{k} {v}" for k, v in retry.items()), now)
     failed = {k: v["error"] for k, v in done.items() if "error" in v}
@@ -75,13 +78,20 @@ def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) 
 
 
 def _send(client, todo: dict) -> dict:
-    """One request either way: a single call, or a batch of several."""
+    """One request either way: a single call, or a batch of several.
+    Returns each key's result, or its BatchError."""
     if len(todo) == 1:
         key, (method, params) = next(iter(todo.items()))
-        client.call(method, params)
-        return {key: True}
+        return {key: client.call(method, params).get("result")}
     result = client.batch(todo)
-    return {key: result.errors.get(key, True) for key in todo}
+    return {key: result.errors[key] if key in result.errors else result.results.get(key)
+            for key in todo}
+
+
+def _notice_delivered(key: str, result, error: str | None) -> None:
+    """A chat notice rode in this batch: its Notification row learns the outcome."""
+    if key.startswith("notice_") and key[7:].isdigit():
+        notices.mark_chat(int(key[7:]), result, error)
 
 
 def _after_error(row: Outbox, done: dict, exc: B24Error, now: datetime) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from activities.portals import B24Settings
 from activities.runner import run_due
 from api.db import connection
+from notifications import delivery
 from scheduler.dispatch import deliver_due
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Worker:
         with connection():
             runs = run_due(self.settings, now=now, session=session)
             sent = deliver_due(self.settings, now=now, session=session)
+            delivery.deliver_due(self.app.config, now=now, session=session)
         return runs, sent
 
     def _safe_tick(self) -> None:

@@ -19,6 +19,7 @@ APP_TOKEN = "5d41402abc4b2a76b9719d911017c592"
 
 class FakePortal:
     def __init__(self, rsps: responses.RequestsMock, token: str = "access-1"):
+        self.rsps = rsps  # tests add other services (UniSender) to the same mock
         self.tokens = {token}
         self.activities, self.robots, self.events, self.fields = {}, {}, [], set()
         self.contacts: dict[int, dict] = {}

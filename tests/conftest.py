@@ -9,31 +9,55 @@ import pytest
 from api import create_app
 from api.db import connect, db, use
 from api.migrations import migrate
-from api.models import B24_TABLES, TABLES, Portal, SchemaVersion
+from peewee import OperationalError
+
+from api.models import ALL_TABLES, Portal
 
 PG_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Each test session works in a schema of its own, so two runs (a developer's and CI's,
+# or parallel workers) never trample each other's tables; it is dropped at the end.
+PG_SCHEMA = f"loyalty_test_{os.getpid()}"
 _pg_state: dict = {}
 
 
+def _schema_url() -> str:
+    joiner = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{joiner}options=-c%20search_path%3D{PG_SCHEMA}"
+
+
 def _postgres_ready() -> str | None:
-    """None when usable, else why not; the schema is rebuilt once per test session."""
+    """None when usable, else why not. Only a failed connection skips; any other
+    failure is a real error and fails the tests."""
     if "why" not in _pg_state:
         try:
-            database = connect(PG_URL)
-            database.connect()
-            use(database)
-            db.drop_tables([*TABLES, *B24_TABLES, SchemaVersion], cascade=True)
+            admin = connect(PG_URL)
+            admin.connect()
+        except OperationalError as exc:
+            _pg_state["why"] = f"PostgreSQL not reachable at {PG_URL}: {str(exc).strip()[:120]}"
+            return _pg_state["why"]
+        admin.execute_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+        admin.execute_sql(f"CREATE SCHEMA {PG_SCHEMA}")
+        admin.close()
+        database = connect(_schema_url())
+        use(database)
+        with database.connection_context():
             migrate()
-            database.close()
-            _pg_state["why"] = None
-        except Exception as exc:  # any failure to reach it means: skip, and say why
-            _pg_state["why"] = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
+        _pg_state["why"] = None
     return _pg_state["why"]
 
 
 def _truncate_postgres() -> None:
-    names = ", ".join(f'"{m._meta.table_name}"' for m in [*TABLES, *B24_TABLES])
+    names = ", ".join(f'"{m._meta.table_name}"' for m in ALL_TABLES)
     db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schema():
+    yield
+    if _pg_state.get("why", "unused") is None:
+        admin = connect(PG_URL)
+        with admin.connection_context():
+            admin.execute_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -43,7 +67,7 @@ def database_url(request, tmp_path):
     why = _postgres_ready()
     if why:
         pytest.skip(why)
-    return PG_URL
+    return _schema_url()
 
 
 @pytest.fixture

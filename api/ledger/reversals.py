@@ -54,7 +54,7 @@ def reverse(portal: Portal, number: str, reference: str, *, key: str, actor: str
         expire_card(card, now)
         keys = (key if i == 0 else f"{key}#{i}" for i in range(len(debits) + 1))
         entries, returned = _return_debits(card, debits, keys, actor, now, comment)
-        result = {"card_number": card.number, "reference": reference,
+        result = {"kind": REVERSAL, "card_number": card.number, "reference": reference,
                   "returned_debit_kop": returned, "reversed_accrual_kop": 0,
                   "unrecovered_kop": 0}
         if accrual is not None:

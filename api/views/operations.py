@@ -8,7 +8,11 @@ from api import schemas
 from api.auth import require_api_key
 from api.errors import ApiError
 from api.ledger import cards, history, operations, reversals
+from api.db import db
 from api.ledger.idempotency import KEY_MAX_LEN, Outcome
+from notifications.followup import queue_follow_up
+
+FOLLOWED = ("accrual", "debit", "adjustment", "reversal")
 
 bp = Blueprint("operations", __name__, url_prefix="/api/v1/cards",
                description="Accruals, debits, reversals, adjustments and history")
@@ -29,7 +33,15 @@ def idempotency_key() -> str:
     return key
 
 
-def answer(outcome: Outcome):
+def answer(operation, *args, **kwargs):
+    """Run a ledger operation and, in the same transaction, what follows it (notices,
+    the contact's fields in Bitrix24); a replay writes and sends nothing new."""
+    with db.atomic():
+        outcome: Outcome = operation(*args, **kwargs)
+        if not outcome.replayed and outcome.result.get("kind") in FOLLOWED:
+            card = cards.get_card(g.portal, outcome.result["card_number"])
+            queue_follow_up(g.portal, card, outcome.result["kind"], outcome.result,
+                            kwargs["key"])
     headers = {"Idempotency-Hit": "true"} if outcome.replayed else {}
     return outcome.result, 201, headers
 
@@ -39,9 +51,9 @@ def answer(outcome: Outcome):
 @bp.response(201, schemas.OperationResult)
 @bp.doc(**KEY_DOC)
 def accrue(data, number):
-    return answer(operations.accrue(
-        g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
-        reference=data.get("reference"), comment=data.get("comment")))
+    return answer(
+        operations.accrue, g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
+        reference=data.get("reference"), comment=data.get("comment"))
 
 
 @bp.route("/<number>/debits", methods=["POST"])
@@ -49,10 +61,10 @@ def accrue(data, number):
 @bp.response(201, schemas.OperationResult)
 @bp.doc(**KEY_DOC)
 def debit(data, number):
-    return answer(operations.debit(
-        g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
+    return answer(
+        operations.debit, g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
         reference=data.get("reference"), order_kop=data.get("order_amount"),
-        partial=data["partial"], comment=data.get("comment")))
+        partial=data["partial"], comment=data.get("comment"))
 
 
 @bp.route("/<number>/reversals", methods=["POST"])
@@ -60,9 +72,9 @@ def debit(data, number):
 @bp.response(201, schemas.OperationResult)
 @bp.doc(**KEY_DOC)
 def reverse(data, number):
-    return answer(reversals.reverse(
-        g.portal, cards.card_number(number), data["reference"], key=idempotency_key(),
-        actor=g.actor, comment=data.get("comment")))
+    return answer(
+        reversals.reverse, g.portal, cards.card_number(number), data["reference"], key=idempotency_key(),
+        actor=g.actor, comment=data.get("comment"))
 
 
 @bp.route("/<number>/adjustments", methods=["POST"])
@@ -70,9 +82,9 @@ def reverse(data, number):
 @bp.response(201, schemas.OperationResult)
 @bp.doc(**KEY_DOC)
 def adjust(data, number):
-    return answer(operations.adjust(
-        g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
-        reason=data["reason"]))
+    return answer(
+        operations.adjust, g.portal, cards.card_number(number), data["amount"], key=idempotency_key(), actor=g.actor,
+        reason=data["reason"])
 
 
 @bp.route("/<number>/transactions", methods=["GET"])

@@ -1,0 +1,118 @@
+"""Per-portal notification settings: provider keys, senders, which notices are on,
+and template overrides. Keys are stored for sending but shown only masked."""
+from __future__ import annotations
+
+import json
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.clock import utcnow
+from api.ledger.errors import InvalidInput
+from api.ledger.rules import _flatten
+from api.models import NotificationSettings, Portal
+from notifications.templates import DEFAULT_TEMPLATES, TemplateError, check
+
+SECRET_FIELDS = ("unisender_api_key", "go_api_key")
+MASK = "••••"
+NOTICES = tuple(DEFAULT_TEMPLATES)
+
+DEFAULTS = {
+    "unisender_api_key": None,
+    "go_api_key": None,
+    "go_host": "go1",
+    "sender_email": None,
+    "sender_name": "Программа лояльности",
+    "sms_sender": None,
+    "chat_method": "notify",  # im.notify.personal.add, or "message": im.message.add
+    "notices": {name: True for name in NOTICES},
+    "templates": {},
+}
+
+
+class TemplateSchema(Schema):
+    subject = fields.String(allow_none=True, validate=validate.Length(max=500))
+    body = fields.String(required=True, validate=validate.Length(1, 20_000))
+
+
+class SettingsSchema(Schema):
+    unisender_api_key = fields.String(allow_none=True, validate=validate.Length(max=200))
+    go_api_key = fields.String(allow_none=True, validate=validate.Length(max=200))
+    go_host = fields.String(validate=validate.OneOf(["go1", "go2"]))
+    sender_email = fields.Email(allow_none=True)
+    sender_name = fields.String(validate=validate.Length(1, 100))
+    sms_sender = fields.String(allow_none=True, validate=validate.Length(1, 11))
+    chat_method = fields.String(validate=validate.OneOf(["notify", "message"]))
+    notices = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),
+                          values=fields.Boolean(truthy={True}, falsy={False}))
+    templates = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),
+                            values=fields.Nested(TemplateSchema))
+
+    @validates_schema
+    def _templates_render(self, data, **kw):
+        problems = {}
+        for name, template in (data.get("templates") or {}).items():
+            kind = "html" if DEFAULT_TEMPLATES[name].channel == "email" else "text"
+            for part in ("subject", "body"):
+                try:
+                    if template.get(part):
+                        check(template[part], kind="text" if part == "subject" else kind)
+                except TemplateError as exc:
+                    problems.setdefault(name, {})[part] = [exc.message]
+        if problems:
+            raise ValidationError({"templates": problems})
+
+
+SCHEMA = SettingsSchema()
+
+
+def load(portal: Portal) -> dict:
+    """The full settings, keys in clear: for sending only, never for showing."""
+    row = NotificationSettings.get_or_none(NotificationSettings.portal == portal)
+    stored = json.loads(row.data) if row else {}
+    merged = {**json.loads(json.dumps(DEFAULTS)), **stored}
+    merged["notices"] = {**DEFAULTS["notices"], **stored.get("notices", {})}
+    return merged
+
+
+def masked(settings: dict) -> dict:
+    shown = dict(settings)
+    for name in SECRET_FIELDS:
+        value = settings.get(name)
+        shown[name] = f"{MASK}{value[-4:]}" if value else None
+    return shown
+
+
+def save(portal: Portal, changes: dict, actor: str) -> dict:
+    """Apply the given keys; a masked key sent back unchanged keeps the stored one."""
+    if not isinstance(changes, dict):
+        raise InvalidInput({"_schema": "Ожидается объект JSON."})
+    unknown = set(changes) - set(DEFAULTS)
+    if unknown:
+        raise InvalidInput({k: "Неизвестное поле." for k in sorted(unknown)})
+    changes = {k: v for k, v in changes.items()
+               if not (k in SECRET_FIELDS and isinstance(v, str) and v.startswith(MASK))}
+    current = load(portal)
+    try:
+        valid = SCHEMA.load(changes, partial=True)
+    except ValidationError as exc:
+        raise InvalidInput(_flatten(exc.messages)) from None
+    merged = {**current, **valid}
+    merged["notices"] = {**current["notices"], **valid.get("notices", {})}
+    merged["templates"] = {**current["templates"], **valid.get("templates", {})}
+    data = json.dumps(merged, ensure_ascii=False)
+    NotificationSettings.insert(portal=portal, data=data, updated_by=actor).on_conflict(
+        conflict_target=[NotificationSettings.portal],
+        update={NotificationSettings.data: data, NotificationSettings.updated_at: utcnow(),
+                NotificationSettings.updated_by: actor}).execute()
+    return merged
+
+
+def template(settings: dict, name: str):
+    """The portal's template for a notice, or the default."""
+    from notifications.templates import NoticeTemplate
+
+    default = DEFAULT_TEMPLATES[name]
+    override = settings["templates"].get(name)
+    if not override:
+        return default
+    return NoticeTemplate(default.channel, override["body"], override.get("subject") or default.subject)
