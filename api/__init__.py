@@ -47,6 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     serve.init_app(app)
     _register_api(app)
     _register_bitrix24(app)
+    _register_pages(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
@@ -66,6 +67,12 @@ def _register_bitrix24(app: Flask) -> None:
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)
+
+
+def _register_pages(app: Flask) -> None:
+    import pages
+
+    pages.init_app(app)
 
 
 def _register_api(app: Flask) -> None:
