@@ -12,6 +12,8 @@ DEFAULTS = {
     "PORT": 8000,
     "TIMEZONE": "Europe/Moscow",
     "PUBLIC_URL": None,
+    "DAILY_AT": "09:00",
+    "SYNC_AT": "02:30",
     "API_TITLE": "Bitrix24 Loyalty API",
     "API_VERSION": "v1",
     "OPENAPI_VERSION": "3.0.3",

@@ -5,12 +5,18 @@ playhouse.migrate so that existing data is kept. Never edit one that has shipped
 """
 from __future__ import annotations
 
-from api.db import db
-from api.models import B24_TABLES, NOTIFY_TABLES, TABLES, SchemaVersion
+from peewee import IntegerField
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+from playhouse.migrate import migrate as apply
+
+from api.db import db, is_postgres
+from api.models import B24_TABLES, NOTIFY_TABLES, SCHEDULER_TABLES, TABLES, Card, SchemaVersion
 
 
 def _0001_initial():
-    db.create_tables(TABLES)
+    # The tables as they first shipped: later columns come from their own migrations.
+    with _without_later_columns():
+        db.create_tables(TABLES)
 
 
 def _0002_bitrix24():
@@ -21,10 +27,49 @@ def _0003_notifications():
     db.create_tables(NOTIFY_TABLES)
 
 
+def _migrator():
+    return PostgresqlMigrator(db.obj) if is_postgres() else SqliteMigrator(db.obj)
+
+
+def _0004_scheduler():
+    """Birthday lookups by month-day, the contact copy, daily runs, the scheduler lease."""
+    migrator = _migrator()
+    apply(migrator.add_column("card", "birthday_md", IntegerField(null=True)),
+          migrator.add_index("card", ("portal_id", "birthday_md"), False))
+    for card in Card.select(Card.id, Card.birthdate).where(Card.birthdate.is_null(False)):
+        Card.update(birthday_md=card.birthdate.month * 100 + card.birthdate.day).where(
+            Card.id == card.id).execute()
+    db.create_tables(SCHEDULER_TABLES)
+
+
+class _without_later_columns:
+    """Hide the columns added by later migrations while creating the first tables."""
+
+    LATER = {Card: ["birthday_md"]}
+
+    def __enter__(self):
+        self.saved, self.indexes = {}, {}
+        for model, names in self.LATER.items():
+            self.indexes[model] = model._meta.indexes
+            model._meta.indexes = [ix for ix in model._meta.indexes
+                                   if not set(names) & set(ix[0])]
+            for name in names:
+                self.saved[(model, name)] = model._meta.fields[name]
+                model._meta.remove_field(name)
+
+    def __exit__(self, *exc):
+        for (model, name), field in self.saved.items():
+            model._meta.add_field(name, field)
+        for model, indexes in self.indexes.items():
+            model._meta.indexes = indexes
+        return False
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
     ("0003_notifications", _0003_notifications),
+    ("0004_scheduler", _0004_scheduler),
 ]
 
 

@@ -79,6 +79,8 @@ class Card(BaseModel):
     purchases_kop = BigIntegerField(default=0)
     # Names and e-mail case-folded in Python: SQLite's LOWER() folds ASCII only.
     search_text = CharField(max_length=600, default="")
+    # month * 100 + day of the birthdate: a day's birthdays are one indexed lookup.
+    birthday_md = IntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -87,6 +89,7 @@ class Card(BaseModel):
             (("portal", "number"), True),
             # NULLs don't collide, so cards made without a contact can coexist.
             (("portal", "contact_id"), True),
+            (("portal", "birthday_md"), False),
         )
 
 
@@ -270,5 +273,51 @@ class Notification(BaseModel):
 NOTIFY_TABLES = [NotificationSettings, Notification]
 
 
+
+class Contact(BaseModel):
+    """Our copy of a Bitrix24 contact, card or no card (the birthday run needs both)."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    contact_id = BigIntegerField()
+    last_name = CharField(max_length=100, null=True)
+    first_name = CharField(max_length=100, null=True)
+    middle_name = CharField(max_length=100, null=True)
+    phone = CharField(max_length=40, null=True)
+    email = CharField(max_length=254, null=True)
+    birthdate = DateField(null=True)
+    birthday_md = IntegerField(null=True)
+    manager_id = IntegerField(null=True)
+    synced_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("portal", "contact_id"), True),
+            (("portal", "birthday_md"), False),
+        )
+
+
+class DailyRun(BaseModel):
+    """A daily job finished for a portal's local date: it is not run again that day."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    job = CharField(max_length=32)
+    day = DateField()
+    finished_at = DateTimeField(default=utcnow)
+    summary = TextField(null=True)
+
+    class Meta:
+        indexes = ((("portal", "job", "day"), True),)
+
+
+class SchedulerLock(BaseModel):
+    """Who runs the scheduler on this database: a lease the holder keeps renewing."""
+
+    name = CharField(max_length=32, unique=True)
+    holder = CharField(max_length=100)
+    expires_at = DateTimeField()
+
+
+SCHEDULER_TABLES = [Contact, DailyRun, SchedulerLock]
+
 # Every table, in creation order (tests truncate them all).
-ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES]
+ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES]

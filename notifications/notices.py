@@ -16,7 +16,7 @@ TAG_PREFIX = "loyalty"
 
 
 def record(portal: Portal, card: Card | None, name: str, recipient: str, context: dict,
-           key: str, settings: dict | None = None) -> Notification | None:
+           key: str, settings: dict | None = None, now=None) -> Notification | None:
     """Render and record one message; a template error is recorded as the failure it is."""
     settings = settings or settings_mod.load(portal)
     template = settings_mod.template(settings, name)
@@ -24,9 +24,10 @@ def record(portal: Portal, card: Card | None, name: str, recipient: str, context
         rendered = render_notice(template, context)
     except TemplateError as exc:
         return insert(portal, card, key, template.channel, name, recipient, None, "",
-                      status="failed", error=f"Ошибка шаблона {name}: {exc.message}")
+                      status="failed", error=f"Ошибка шаблона {name}: {exc.message}",
+                      created_at=now or utcnow())
     return insert(portal, card, key, template.channel, name, recipient, rendered.subject,
-                  rendered.body)
+                  rendered.body, created_at=now or utcnow())
 
 
 def insert(portal: Portal, card: Card | None, key: str, channel: str, template: str,

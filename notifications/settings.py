@@ -24,6 +24,7 @@ DEFAULTS = {
     "sender_name": "Программа лояльности",
     "sms_sender": None,
     "chat_method": "notify",  # im.notify.personal.add, or "message": im.message.add
+    "expiry_warning_days": 30,  # clients hear this many days before bonuses expire
     "notices": {name: True for name in NOTICES},
     "templates": {},
 }
@@ -42,6 +43,7 @@ class SettingsSchema(Schema):
     sender_name = fields.String(validate=validate.Length(1, 100))
     sms_sender = fields.String(allow_none=True, validate=validate.Length(1, 11))
     chat_method = fields.String(validate=validate.OneOf(["notify", "message"]))
+    expiry_warning_days = fields.Integer(strict=True, validate=validate.Range(1, 365))
     notices = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),
                           values=fields.Boolean(truthy={True}, falsy={False}))
     templates = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),

@@ -34,6 +34,7 @@ from api.db import db
 from api.ledger import cards as cards_mod
 from api.ledger import rules as rules_mod
 from api.models import B24Event, Card, Portal
+from scheduler import client_copy
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,10 @@ def _apply_contacts(portal: Portal, contact_ids: list[int], result: BatchResult,
         key = f"c_{cid}"
         if result.ok(key):
             contact = result.results[key]
-            if isinstance(contact, dict) and cid in cards:
-                _update_card(cards[cid], contact, category, now)
+            if isinstance(contact, dict):
+                client_copy.store(portal, [contact], category, now)
+                if cid in cards:
+                    _update_card(cards[cid], contact, category, now)
             done.append(cid)
         elif key in result.errors:
             err = result.errors[key]
@@ -203,6 +206,7 @@ def _page_rows(raw: Any, after_id: int) -> list[dict]:
 
 
 def _sync_page(portal: Portal, rows: list[dict], category: str | None, now: datetime) -> int:
+    client_copy.store(portal, rows, category, now)
     cards = _cards_by_contact(portal, [int(row["ID"]) for row in rows])
     return sum(_update_card(cards[int(row["ID"])], row, category, now)
                for row in rows if int(row["ID"]) in cards)

@@ -89,7 +89,17 @@ def _profile(data: dict) -> dict:
         profile["birthdate"] = profile["birthdate"].date()
     if profile.get("birthdate") is not None and not isinstance(profile["birthdate"], date):
         raise InvalidInput({"birthdate": "Ожидается дата."})
+    if "birthdate" in profile:
+        profile["birthday_md"] = month_day(profile["birthdate"])
+    for key, value in profile.items():
+        limit = getattr(Card._meta.fields[key], "max_length", None)
+        if limit and isinstance(value, str) and len(value) > limit:
+            profile[key] = value[:limit]  # CRM text can outgrow our columns; PostgreSQL refuses
     return profile
+
+
+def month_day(birthdate: date | None) -> int | None:
+    return birthdate.month * 100 + birthdate.day if birthdate else None
 
 
 def search_text(card_or_data) -> str:
