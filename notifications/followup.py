@@ -8,9 +8,9 @@ its event.send; the REST API queues them on their own).
 from __future__ import annotations
 
 from activities.contacts import fields_update
-from api.models import Card, Portal
+from api.models import Card, Entry, Portal
 from api.outbox import enqueue
-from notifications import notices
+from notifications import notices, timeline
 from notifications import settings as settings_mod
 from notifications.context import card_context
 from notifications.templates import format_bonus
@@ -43,6 +43,26 @@ def follow_up(portal: Portal, card: Card, kind: str, result: dict, key: str) -> 
     update = fields_update(card)
     if update:
         calls["contact_fields"] = update
+    calls.update(_timeline(card, kind, result, settings))
+    return calls
+
+
+def _timeline(card: Card, kind: str, result: dict, settings: dict) -> dict:
+    if not settings.get("timeline", True):
+        return {}
+    calls = {}
+    if not result.get("comment") and result.get("entry_id"):
+        # The reason lives on the entry; operation results don't repeat it.
+        reason = Entry.select(Entry.comment).where(Entry.id == result["entry_id"]).scalar()
+        result = {**result, "comment": reason}
+    entry = timeline.entry_call(card, kind, result)
+    if entry:
+        calls["timeline"] = entry
+    before = result.get("tier_before")
+    if before and before != result.get("tier"):
+        tier = timeline.tier_call(card, before)
+        if tier:
+            calls["timeline_tier"] = tier
     return calls
 
 

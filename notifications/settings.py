@@ -25,6 +25,7 @@ DEFAULTS = {
     "sms_sender": None,
     "chat_method": "notify",  # im.notify.personal.add, or "message": im.message.add
     "expiry_warning_days": 30,  # clients hear this many days before bonuses expire
+    "timeline": True,  # every movement on the contact's CRM timeline
     "notices": {name: True for name in NOTICES},
     "templates": {},
 }
@@ -44,6 +45,7 @@ class SettingsSchema(Schema):
     sms_sender = fields.String(allow_none=True, validate=validate.Length(1, 11))
     chat_method = fields.String(validate=validate.OneOf(["notify", "message"]))
     expiry_warning_days = fields.Integer(strict=True, validate=validate.Range(1, 365))
+    timeline = fields.Boolean(truthy={True}, falsy={False})
     notices = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),
                           values=fields.Boolean(truthy={True}, falsy={False}))
     templates = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),

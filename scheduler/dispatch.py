@@ -16,7 +16,7 @@ from activities.b24client import B24AuthError, B24Error, BatchError, classify
 from activities.portals import B24Settings, client_for
 from api.clock import utcnow
 from api.models import Outbox, Portal
-from notifications import notices
+from notifications import notices, timeline
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) 
     for key, result in outcome.items():
         if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:
             retry[key] = f"{result.code}: {result.description}"
+        elif isinstance(result, BatchError) and _fall_back(calls, key, result):
+            retry[key] = f"{result.code}: {result.description} (retrying as a timeline comment)"
         elif isinstance(result, BatchError):
             done[key] = {"error": f"{result.code}: {result.description}"}
             _notice_delivered(key, None, done[key]["error"])
@@ -71,7 +73,9 @@ def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) 
             done[key] = {"ok": True}
             _notice_delivered(key, result, None)
     if retry:
-        return _later(row, done, "; ".join(f"{k} {v}" for k, v in retry.items()), now)
+        Outbox.update(calls=json.dumps(calls, ensure_ascii=False)).where(Outbox.id == row.id).execute()
+        return _later(row, done, "; ".join(f"{k} {v}" for k, v in retry.items()), now,
+                      at_once=all("timeline comment" in v for v in retry.values()))
     failed = {k: v["error"] for k, v in done.items() if "error" in v}
     _close(row, "failed" if failed else "sent", done,
            "; ".join(f"{k}: {v}" for k, v in failed.items()) or None, now)
@@ -88,6 +92,17 @@ def _send(client, todo: dict) -> dict:
             for key in todo}
 
 
+def _fall_back(calls: dict, key: str, error: BatchError) -> bool:
+    """A refused timeline log entry becomes a comment (rewritten in place, sent next pass)."""
+    method, params = calls[key]
+    if method != "crm.timeline.logmessage.add":
+        return False
+    if (error.code or "0").upper() not in timeline.FALLBACK_ON and "access" not in error.description.lower():
+        return False
+    calls[key] = list(timeline.as_comment(params))
+    return True
+
+
 def _notice_delivered(key: str, result, error: str | None) -> None:
     """A chat notice rode in this batch: its Notification row learns the outcome."""
     if key.startswith("notice_") and key[7:].isdigit():
@@ -102,10 +117,11 @@ def _after_error(row: Outbox, done: dict, exc: B24Error, now: datetime) -> None:
     _close(row, "failed", done, reason, now)
 
 
-def _later(row: Outbox, done: dict, reason: str, now: datetime) -> None:
+def _later(row: Outbox, done: dict, reason: str, now: datetime, at_once: bool = False) -> None:
     status = "failed" if row.attempts >= ATTEMPTS_MAX else "pending"
+    due = now if at_once else now + backoff(row.attempts)
     Outbox.update(status=status, done=json.dumps(done), last_error=reason[:1000],
-                  next_attempt_at=now + backoff(row.attempts), claimed_until=None).where(
+                  next_attempt_at=due, claimed_until=None).where(
         Outbox.id == row.id).execute()
     log.warning("outbox %s: %s (attempt %s)", row.id, reason, row.attempts)
 
