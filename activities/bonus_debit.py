@@ -14,9 +14,7 @@ from notifications.followup import follow_up
 def read(ctx: RunContext) -> dict:
     if ctx.kop("Amount") is None:
         raise FormError("Amount", "Не указано, сколько бонусов списать")
-    if lookup.needs_deal(ctx):
-        return {"contact": lookup.contact_of_deal(lookup.read_deal(ctx, lookup.deal_id(ctx)))}
-    return {"contact": lookup.contact_id(ctx)}
+    return lookup.card_contact(ctx)
 
 
 def write(ctx: RunContext, data: dict) -> Reply:

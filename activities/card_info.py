@@ -7,9 +7,7 @@ from api.ledger.money import format_kop
 
 
 def read(ctx: RunContext) -> dict:
-    if lookup.needs_deal(ctx):
-        return {"contact": lookup.contact_of_deal(lookup.read_deal(ctx, lookup.deal_id(ctx)))}
-    return {"contact": lookup.contact_id(ctx)}
+    return lookup.card_contact(ctx)
 
 
 def write(ctx: RunContext, data: dict) -> Reply:

@@ -45,3 +45,10 @@ def find_card(ctx: RunContext, contact: int | None) -> Card | None:
     except CardNotFound:
         return None
     raise FormError("ContactId", "Не указан клиент: нужен контакт, телефон или номер карты")
+
+
+def card_contact(ctx: RunContext) -> dict:
+    """The contact whose card a run is about; a deal document costs one read."""
+    if needs_deal(ctx):
+        return {"contact": contact_of_deal(read_deal(ctx, deal_id(ctx)))}
+    return {"contact": contact_id(ctx)}

@@ -18,6 +18,7 @@ from activities.definitions import activity_for
 from activities.forms import FormError
 from activities.portals import B24Settings
 from activities.runtime import Reply, RunContext
+from api import queue
 from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import LedgerError
@@ -35,30 +36,16 @@ LOG_MESSAGE_MAX = 1000
 
 
 def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(15 * 2 ** max(attempts - 1, 0), 3600))
+    return queue.backoff(attempts, first_s=15, max_s=3600)
 
 
 def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
             session=None) -> int:
     """Process the runs that are due; returns how many were finished or rescheduled."""
     now = now or utcnow()
-    due = (ActivityRun.select(ActivityRun.id)
-           .where((ActivityRun.status == "pending") & (ActivityRun.next_attempt_at <= now))
-           .order_by(ActivityRun.id).limit(limit))
-    count = 0
-    for row in list(due):
-        if _claim(row.id, now):
-            process(ActivityRun.get_by_id(row.id), settings, now=now, session=session)
-            count += 1
-    return count
-
-
-def _claim(run_id: int, now: datetime) -> bool:
-    """Take the run for this worker; another one that races us gets 0 rows."""
-    free = ActivityRun.claimed_until.is_null() | (ActivityRun.claimed_until < now)
-    return ActivityRun.update(claimed_until=now + timedelta(seconds=CLAIM_S),
-                              attempts=ActivityRun.attempts + 1).where(
-        (ActivityRun.id == run_id) & (ActivityRun.status == "pending") & free).execute() == 1
+    return queue.work_due(ActivityRun, now,
+                          lambda run: process(run, settings, now=now, session=session),
+                          limit=limit, claim_s=CLAIM_S)
 
 
 def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None) -> None:

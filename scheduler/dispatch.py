@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from activities.b24client import B24AuthError, B24Error, BatchError, classify
 from activities.portals import B24Settings, client_for
+from api import queue
 from api.clock import utcnow
 from api.models import Outbox, Portal
 from notifications import notices, timeline
@@ -25,28 +26,14 @@ CLAIM_S = 120
 
 
 def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 3600))
+    return queue.backoff(attempts, first_s=10, max_s=3600)
 
 
 def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
                 session=None) -> int:
     now = now or utcnow()
-    due = (Outbox.select(Outbox.id)
-           .where((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
-           .order_by(Outbox.id).limit(limit))
-    count = 0
-    for row in list(due):
-        if _claim(row.id, now):
-            deliver(Outbox.get_by_id(row.id), settings, now=now, session=session)
-            count += 1
-    return count
-
-
-def _claim(row_id: int, now: datetime) -> bool:
-    free = Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)
-    return Outbox.update(claimed_until=now + timedelta(seconds=CLAIM_S),
-                         attempts=Outbox.attempts + 1).where(
-        (Outbox.id == row_id) & (Outbox.status == "pending") & free).execute() == 1
+    return queue.work_due(Outbox, now, lambda row: deliver(row, settings, now=now, session=session),
+                          limit=limit, claim_s=CLAIM_S)
 
 
 def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) -> None:
