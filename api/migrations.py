@@ -10,7 +10,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import B24_TABLES, NOTIFY_TABLES, SCHEDULER_TABLES, TABLES, Card, SchemaVersion
+from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, SCHEDULER_TABLES, TABLES, Card,
+                        SchemaVersion)
 
 
 def _0001_initial():
@@ -65,11 +66,23 @@ class _without_later_columns:
         return False
 
 
+def _0005_kpis():
+    """Rollups for the program's numbers, and the indexes its other queries need."""
+    db.create_tables(KPI_TABLES)
+    migrator = _migrator()
+    apply(migrator.add_index("card", ("portal_id", "created_at"), False),
+          migrator.add_index("card", ("portal_id", "tier"), False))
+    # Only live lots matter for "expiring soon": a partial index stays small.
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "lot_live_expires_at" ON "lot" ("expires_at", '
+                   '"card_id", "remaining_kop") WHERE "remaining_kop" > 0')
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
     ("0003_notifications", _0003_notifications),
     ("0004_scheduler", _0004_scheduler),
+    ("0005_kpis", _0005_kpis),
 ]
 
 

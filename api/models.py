@@ -319,5 +319,37 @@ class SchedulerLock(BaseModel):
 
 SCHEDULER_TABLES = [Contact, DailyRun, SchedulerLock]
 
+
+class DailyStat(BaseModel):
+    """Per portal, UTC day and entry kind: sums kept in the same transaction as the
+    entries, so the program's numbers never scan the ledger."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    day = DateField()
+    kind = CharField(max_length=16)
+    entries = IntegerField(default=0)
+    amount_kop = BigIntegerField(default=0)
+    purchase_kop = BigIntegerField(default=0)  # order amounts behind accruals
+    bonus_orders = IntegerField(default=0)  # accruals of orders partly paid with bonuses
+    bonus_order_kop = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("portal", "day", "kind"), True),)
+
+
+class ClientMonth(BaseModel):
+    """Purchases per card and calendar month: active and repeat clients without a scan."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    card = ForeignKeyField(Card, on_delete="CASCADE")
+    month = DateField()  # the first day of the month
+    purchases = IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("portal", "month", "card"), True),)
+
+
+KPI_TABLES = [DailyStat, ClientMonth]
+
 # Every table, in creation order (tests truncate them all).
-ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES]
+ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES]
