@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean browser
 
 install: $(STAMP)
 
@@ -18,8 +18,19 @@ $(STAMP): requirements.txt
 run: install
 	$(PY) -m flask --app api serve
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+# Installed when missing; if that fails, those tests are skipped with the reason.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-liberation; \
+	} || echo "chromium could not be installed: the browser tests will be skipped"
 
 bench: install
 	$(PY) bench/ledger.py

@@ -10,8 +10,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, SCHEDULER_TABLES, TABLES, Card,
-                        SchemaVersion)
+from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
+                        TABLES, Card, SchemaVersion)
 
 
 def _0001_initial():
@@ -77,12 +77,18 @@ def _0005_kpis():
                    '"card_id", "remaining_kop") WHERE "remaining_kop" > 0')
 
 
+def _0006_portal_settings():
+    """Per-portal settings of the app's pages (what non-admins may see and do)."""
+    db.create_tables(PAGES_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
     ("0003_notifications", _0003_notifications),
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
+    ("0006_portal_settings", _0006_portal_settings),
 ]
 
 

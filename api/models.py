@@ -351,5 +351,18 @@ class ClientMonth(BaseModel):
 
 KPI_TABLES = [DailyStat, ClientMonth]
 
+
+class PortalSettings(BaseModel):
+    """Settings of the app's pages per portal (what non-admins may do there)."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    data = TextField()  # JSON, validated by pages.permissions
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(max_length=200, null=True)
+
+
+PAGES_TABLES = [PortalSettings]
+
 # Every table, in creation order (tests truncate them all).
-ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES]
+ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
+              *PAGES_TABLES]

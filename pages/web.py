@@ -1,0 +1,151 @@
+"""What every page blueprint shares: template helpers, headers, links that carry the
+viewer token, error pages, and the confirmation step of an action."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, current_app, g, make_response, redirect, render_template, request,
+                   url_for)
+from markupsafe import Markup, escape
+
+from notifications.templates import format_bonus
+from pages import i18n, roles
+from pages.frame import CSRF_FIELD, TOKEN_FIELD, PageError, csrf_for
+
+TEXT_MAX_LEN = 1000
+
+
+def blueprint(name: str, import_name: str, url_prefix: str, **kw) -> Blueprint:
+    """A page blueprint with the shared template helpers and response headers."""
+    bp = Blueprint(name, import_name, url_prefix=url_prefix, **kw)
+    bp.context_processor(_helpers)
+    bp.after_request(secure_headers)
+    return bp
+
+
+def _helpers() -> dict:
+    return {"tr": i18n.tr, "url": page_url, "can": roles.can, "money": money,
+            "hidden_auth": hidden_auth, "viewer": g.get("viewer"), "lang": i18n.lang(),
+            "token": g.get("token"), "csrf": csrf_for(g.viewer) if g.get("viewer") else "",
+            "message": i18n.tr(MESSAGES.get(request.args.get("m"), "")),
+            "detail": request.args.get("detail", "")[:300]}
+
+
+def page_url(endpoint: str, **values) -> str:
+    """url_for that carries the viewer token (no cookies inside the frame)."""
+    return url_for(endpoint, **{TOKEN_FIELD: g.token}, **values)
+
+
+def hidden_auth() -> Markup:
+    """The two hidden fields every POST form needs: the viewer token and the CSRF token."""
+    return Markup(f'<input type="hidden" name="{TOKEN_FIELD}" value="{escape(g.token)}">'
+                  f'<input type="hidden" name="{CSRF_FIELD}" value="{csrf_for(g.viewer)}">')
+
+
+def redirect_to(endpoint: str, message: str | None = None, **values):
+    """Post/redirect/get: a reload never repeats an action. `message` is a MESSAGES code."""
+    if message:
+        values["m"] = message
+    return redirect(page_url(endpoint, **values), code=303)
+
+
+def render(page: str, status: int = 200, /, **context):
+    """A page from templates/pages/ (positional-only, so `template=` may be context)."""
+    return render_template(f"pages/{page}", **context), status
+
+
+def money(kop) -> str:
+    return format_bonus(int(kop or 0))
+
+
+def form_text(name: str, max_len: int = TEXT_MAX_LEN) -> str:
+    """A trimmed form value, cut to a limit (the field's own check reports real problems)."""
+    value = request.form.get(name, "")
+    return value.strip()[:max_len] if isinstance(value, str) else ""
+
+
+def confirm(title: str, lines: list[tuple[str, str]], action: str, fields: dict,
+            back: str):
+    """The confirmation step: the same POST again with `confirmed=1` (works without JS)."""
+    return render("confirm.html", title=title, lines=lines, action=action,
+                  fields={**fields, "confirmed": "1"}, back=back)
+
+
+def confirmed() -> bool:
+    return request.form.get("confirmed") == "1"
+
+
+def portal_origin(portal) -> str | None:
+    """https://host of the portal as stored at install; never a DOMAIN from a request."""
+    parts = urlsplit(portal.client_endpoint or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def secure_headers(response):
+    """Framing allowed for the portal only (CSP, never X-Frame-Options); nothing cached."""
+    portal = g.get("portal")
+    origin = portal_origin(portal) if portal is not None else None
+    # An error page shows nothing of any portal, so any parent may frame it; a real page
+    # only the portal it belongs to (and ourselves).
+    ancestors = f"'self' {origin}" if origin else ("'self'" if portal is not None else "*")
+    response.headers["Content-Security-Policy"] = (
+        f"frame-ancestors {ancestors}; base-uri 'none'; object-src 'none'; form-action 'self'")
+    response.headers.pop("X-Frame-Options", None)
+    if request.endpoint != "pages.static":  # pages carry tokens; the CSS and JS may be cached
+        response.headers["Cache-Control"] = "no-store"
+    # Links carry the viewer token: never send it to another site (the BX24 script host).
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def error_page(exc: PageError):
+    response = render_template("pages/error.html", message=i18n.tr(exc.message),
+                               status=exc.status, tr=i18n.tr, lang=i18n.lang())
+    return secure_headers(make_response(response, exc.status))
+
+
+MESSAGES = {
+    "saved": "Сохранено. Изменения действуют со следующей операции.",
+    "access_saved": "Права доступа сохранены.",
+    "settings_saved": "Настройки уведомлений сохранены.",
+    "template_saved": "Шаблон сохранён.",
+    "test_queued": "Тестовое сообщение поставлено в очередь: его судьба видна в журнале.",
+    "adjusted": "Корректировка проведена.",
+    "replayed": "Эта операция уже была проведена: повтор ничего не изменил.",
+    "reversed": "Начисление по сделке отменено.",
+    "blocked": "Карта заблокирована.",
+    "unblocked": "Карта разблокирована.",
+    "created": "Карта выпущена.",
+    "existed": "Карта уже была у этого контакта.",
+    "repaired": "Регистрации восстановлены.",
+    "repair_failed": "Восстановление не удалось.",
+    "retried": "Доставка повторена.",
+    "retry_failed": "Повторная доставка не удалась, причина — в таблице.",
+}
+
+
+def b24_settings():
+    """The app's Bitrix24 settings; handler URLs where Bitrix24 reached us if no PUBLIC_URL."""
+    from activities.portals import B24Settings
+
+    found = B24Settings.from_config(current_app.config)
+    if found.public_url:
+        return found
+    return B24Settings(found.client_id, found.client_secret, found.oauth_url,
+                       request.url_root.rstrip("/"), found.config)
+
+
+def b24_client():
+    """The portal's REST client with the app's stored tokens (as the worker uses them)."""
+    from activities.portals import client_for
+
+    return client_for(g.portal, b24_settings(), current_app.extensions.get("b24_session"))
+
+
+def not_found(what: str) -> PageError:
+    return PageError(404, what)
+
+
+def bad_request(message: str) -> PageError:
+    return PageError(400, message)

@@ -1,0 +1,103 @@
+"""The health page: the connection, the registrations check with "repair", and the
+delivery queues with "retry"."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from test_pages import ADMIN, USERS, Frame, empty_portal_settings, fake_portal, text
+
+from api.clock import utcnow
+from api.models import Notification, Outbox, Portal
+from notifications.notices import insert
+
+
+@pytest.fixture(autouse=True)
+def _portal_settings(app):
+    empty_portal_settings()
+
+
+@pytest.fixture
+def b24p(app):
+    with fake_portal() as fake:
+        yield fake
+
+
+@pytest.fixture
+def frame_user(client, installed, b24p):
+    return Frame(client)
+
+
+@pytest.fixture
+def admin(frame_user):
+    frame_user.login(ADMIN)
+    return frame_user
+
+
+def failed_delivery(portal, error="QUERY_LIMIT_EXCEEDED: Too many requests") -> Outbox:
+    calls = {"contact_fields": ["crm.contact.update",
+                                {"id": 42, "fields": {"UF_CRM_LOYALTY_CARD": "7916"}}]}
+    return Outbox.create(portal=portal, key="op:page:abc", calls=json.dumps(calls),
+                         status="failed", attempts=15, last_error=error,
+                         created_at=utcnow() - timedelta(hours=2))
+
+
+def test_a_fresh_portal_shows_every_registration_missing(admin):
+    page = text(admin.get("/b24/app/health"))
+    assert 'id="tokens">работают' in page
+    assert "loyalty_card_create" in page and "ONCRMDEALUPDATE" in page
+    assert "UF_CRM_LOYALTY_CARD" in page and 'data-ok="no"' in page
+
+
+def test_repair_registers_what_is_missing(admin, b24p):
+    response = admin.post("/b24/app/health/repair")
+    assert response.status_code == 303 and "m=repaired" in response.location
+    assert len(b24p.activities) == 6 and len(b24p.events) == 4 and len(b24p.fields) == 3
+    page = text(admin.client.get(response.location))
+    assert "Регистрации восстановлены" in page and "12 added" in page
+    assert 'data-ok="no"' not in page
+
+
+def test_the_outbox_backlog_and_a_failed_delivery_are_shown_and_retried(admin, b24p, installed):
+    b24p.add_contact(42)
+    row = failed_delivery(installed)
+    Outbox.create(portal=installed, key="op:later", calls="{}", status="pending")
+    page = text(admin.get("/b24/app/health"))
+    assert 'id="backlog">1<' in page and "QUERY_LIMIT_EXCEEDED: Too many requests" in page
+    response = admin.post(f"/b24/app/health/outbox/{row.id}/retry")
+    assert response.status_code == 303 and "m=retried" in response.location
+    assert Outbox.get_by_id(row.id).status == "sent"
+    assert b24p.contacts[42]["UF_CRM_LOYALTY_CARD"] == "7916"
+    page = text(admin.client.get(response.location))
+    assert "Доставка повторена" in page and "QUERY_LIMIT_EXCEEDED" not in page
+
+
+def test_a_retry_that_fails_again_says_so(admin, b24p, installed):
+    row = failed_delivery(installed)  # contact 42 does not exist on the portal
+    response = admin.post(f"/b24/app/health/outbox/{row.id}/retry")
+    assert "m=retry_failed" in response.location
+    assert "Contact is not found" in Outbox.get_by_id(row.id).last_error
+
+
+def test_another_portals_delivery_is_not_found(admin, installed):
+    other = Portal.create(member_id="other", status="active")
+    row = failed_delivery(other)
+    assert admin.post(f"/b24/app/health/outbox/{row.id}/retry").status_code == 404
+    assert Outbox.get_by_id(row.id).status == "failed"
+
+
+def test_failed_emails_are_listed_with_a_retry(admin, installed):
+    note = insert(installed, None, "n1", "email", "accrual_email", "a@example.ru", "S", "B",
+                  status="failed", error="not_configured: UniSender не настроен")
+    assert "not_configured: UniSender не настроен" in text(admin.get("/b24/app/health"))
+    response = admin.post(f"/b24/app/health/notifications/{note.id}/retry")
+    assert "m=retry_failed" in response.location  # still not configured: it says why
+    assert Notification.get_by_id(note.id).attempts == 1
+
+
+def test_broken_tokens_are_reported(admin, b24p, installed):
+    b24p.tokens = set(USERS)  # the app's token is gone and the refresh token is wrong
+    Portal.update(refresh_token="stale").where(Portal.id == installed.id).execute()
+    page = text(admin.get("/b24/app/health"))
+    assert "не работают" in page and "Проверка не удалась" in page
