@@ -14,6 +14,9 @@ from activities.definitions import ACTIVITIES, ROBOT_SUFFIX, descriptor
 from activities.portals import B24Settings
 
 EVENTS = ("ONAPPINSTALL", "ONAPPUNINSTALL", "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE")
+# CRM card tabs: (placement code, our handler path, title ru/en).
+PLACEMENTS = (("CRM_CONTACT_DETAIL_TAB", "/b24/placements/contact", ("Бонусы", "Bonuses")),
+              ("CRM_DEAL_DETAIL_TAB", "/b24/placements/deal", ("Бонусы", "Bonuses")))
 # Errors that mean "it is already there": success for an idempotent install.
 ALREADY = ("already binded", "already installed", "ERROR_ACTIVITY_ALREADY_INSTALLED")
 
@@ -23,6 +26,7 @@ class Report:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     bound: list[str] = field(default_factory=list)
+    placements: list[str] = field(default_factory=list)
     fields_created: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     user_id: int | None = None
@@ -33,15 +37,15 @@ class Report:
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.bound)} events "
-                f"bound, {len(self.fields_created)} contact fields created, "
-                f"{len(self.errors)} errors")
+                f"bound, {len(self.placements)} tabs bound, {len(self.fields_created)} contact "
+                f"fields created, {len(self.errors)} errors")
 
 
 def register(client: B24Client, settings: B24Settings, user_id: int | None = None) -> Report:
     seen = _read_state(client)
     report = Report(user_id=user_id or seen["user_id"])
     writes = {**_activity_writes(seen, settings, report), **_event_writes(seen, settings, report),
-              **_field_writes(seen, report)}
+              **_placement_writes(seen, settings, report), **_field_writes(seen, report)}
     result = client.batch(writes)
     for key, err in result.errors.items():
         text = f"{err.code} {err.description}".strip()
@@ -52,7 +56,8 @@ def register(client: B24Client, settings: B24Settings, user_id: int | None = Non
 
 def _read_state(client: B24Client) -> dict:
     reads = {"me": ("user.current", {}), "activities": ("bizproc.activity.list", {}),
-             "robots": ("bizproc.robot.list", {}), "events": ("event.get", {})}
+             "robots": ("bizproc.robot.list", {}), "events": ("event.get", {}),
+             "placements": ("placement.get", {})}
     for name, _, _ in USER_FIELDS:
         reads[f"uf_{name}"] = ("crm.contact.userfield.list",
                                {"filter": {"FIELD_NAME": f"UF_CRM_{name}"}})
@@ -63,6 +68,8 @@ def _read_state(client: B24Client) -> dict:
         "activities": set(result.result("activities") or []),
         "robots": set(result.result("robots") or []),
         "events": {(e.get("event", "").upper(), e.get("handler")) for e in events},
+        "placements": {(p.get("placement"), p.get("handler"))
+                       for p in result.result("placements") or []},
         "fields": {name for name, _, _ in USER_FIELDS if result.result(f"uf_{name}")},
     }
 
@@ -91,6 +98,18 @@ def _event_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
         if (event, handler) not in seen["events"]:
             writes[f"bind_{event}"] = ("event.bind", {"event": event, "handler": handler})
             report.bound.append(event)
+    return writes
+
+
+def _placement_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
+    writes = {}
+    for code, path, (ru, en) in PLACEMENTS:
+        handler = settings.handler_url(path)
+        if (code, handler) not in seen["placements"]:
+            writes[f"tab_{code}"] = ("placement.bind", {
+                "PLACEMENT": code, "HANDLER": handler, "TITLE": ru,
+                "LANG_ALL": {"ru": {"TITLE": ru}, "en": {"TITLE": en}}})
+            report.placements.append(code)
     return writes
 
 

@@ -8,10 +8,10 @@ from activities.b24client import B24Client, B24Error
 from activities.contacts import USER_FIELDS
 from activities.definitions import ACTIVITIES, ROBOT_SUFFIX
 from activities.portals import B24Settings
-from activities.registration import EVENTS
+from activities.registration import EVENTS, PLACEMENTS
 
-# Widgets the app binds; none yet (the CRM tabs will add theirs here).
-EXPECTED_PLACEMENTS: tuple[str, ...] = ()
+# Widgets the app binds: the CRM contact and deal tabs.
+EXPECTED_PLACEMENTS: tuple[str, ...] = tuple(code for code, _, _ in PLACEMENTS)
 
 
 @dataclass

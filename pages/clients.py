@@ -53,7 +53,7 @@ def card_page(card, errors: dict | None = None, values: dict | None = None, stat
     entries, more = history.entries(card, page=page, per_page=PER_PAGE)
     values = values or {}
     # One operation key per form and render: the same key twice is one operation.
-    keys = {"adjust": uuid.uuid4().hex, "reverse": uuid.uuid4().hex}
+    keys = {"adjust": new_key(), "reverse": new_key()}
     if "key" in values:
         keys["reverse" if "reference" in values else "adjust"] = values["key"]
     return web.render(
@@ -69,7 +69,7 @@ def card_page(card, errors: dict | None = None, values: dict | None = None, stat
 @viewer_required
 @roles.require(roles.ADJUST)
 def adjust(number):
-    card, key = _card(number), _form_key()
+    card, key = _card(number), form_key()
     values = {"amount": web.form_text("amount", 40), "reason": web.form_text("reason"),
               "key": key}
     errors = {}
@@ -86,14 +86,14 @@ def adjust(number):
             ("Карта", card.number), ("Сумма", web.money(amount_kop)),
             ("Причина", values["reason"])], web.page_url("pages_clients.adjust", number=number),
             values, web.page_url("pages_clients.show", number=number))
-    return _run(card, values, operations.adjust, amount_kop, reason=values["reason"])
+    return run_operation(card, values, operations.adjust, amount_kop, reason=values["reason"])
 
 
 @bp.route("/<number>/reverse", methods=["POST"])
 @viewer_required
 @roles.require(roles.ADJUST)
 def reverse(number):
-    card, key = _card(number), _form_key()
+    card, key = _card(number), form_key()
     values = {"reference": web.form_text("reference", 100), "key": key}
     if not values["reference"]:
         return card_page(card, {"reference": "Укажите сделку или заказ."}, values, 422)
@@ -102,10 +102,10 @@ def reverse(number):
             ("Карта", card.number), ("ID сделки или заказа", values["reference"])],
             web.page_url("pages_clients.reverse", number=number), values,
             web.page_url("pages_clients.show", number=number))
-    return _run(card, values, reversals.reverse, values["reference"])
+    return run_operation(card, values, reversals.reverse, values["reference"])
 
 
-def _run(card, values: dict, operation, *args, **kwargs):
+def run_operation(card, values: dict, operation, *args, **kwargs):
     """One ledger operation and its follow-up in one transaction; errors beside the fields."""
     key = f"page:{values['key']}"
     try:
@@ -118,8 +118,8 @@ def _run(card, values: dict, operation, *args, **kwargs):
     except LedgerError as exc:
         field = next(iter(exc.fields), "reference" if "reference" in values else "amount")
         return card_page(card, {field: exc.message}, values, 422)
-    done = "replayed" if outcome.replayed else (
-        "reversed" if operation is reversals.reverse else "adjusted")
+    done = "replayed" if outcome.replayed else {
+        reversals.reverse: "reversed", operations.debit: "debited"}.get(operation, "adjusted")
     return web.redirect_to("pages_clients.show", done, number=card.number)
 
 
@@ -154,7 +154,12 @@ def _card(number: str):
         raise web.not_found("Карта не найдена.") from None
 
 
-def _form_key() -> str:
+def new_key() -> str:
+    """One operation key per rendered form: submitting it twice is one operation."""
+    return uuid.uuid4().hex
+
+
+def form_key() -> str:
     key = request.form.get("key", "")
     if not _KEY.fullmatch(key):
         raise web.bad_request("Форма без ключа операции: откройте страницу заново.")

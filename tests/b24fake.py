@@ -22,6 +22,7 @@ class FakePortal:
         self.rsps = rsps  # tests add other services (UniSender) to the same mock
         self.tokens = {token}
         self.activities, self.robots, self.events, self.fields = {}, {}, [], set()
+        self.placements: list[tuple[str, str]] = []
         self.contacts: dict[int, dict] = {}
         self.deals: dict[int, dict] = {}
         self.calls: list[tuple[str, dict]] = []  # every method run, batch sub-commands included
@@ -138,6 +139,17 @@ class FakePortal:
             return 400, {"error": "ERROR_CORE",
                          "error_description": "Unable to set event handler: Handler already binded"}
         self.events.append((p["event"], p["handler"]))
+        return self.ok(True)
+
+    def m_placement_get(self, p):
+        return self.ok([{"placement": code, "handler": handler, "title": "Бонусы", "options": []}
+                        for code, handler in self.placements])
+
+    def m_placement_bind(self, p):
+        if (p["PLACEMENT"], p["HANDLER"]) in self.placements:
+            return 400, {"error": "ERROR_CORE",
+                         "error_description": "Unable to set placement handler: Handler already binded"}
+        self.placements.append((p["PLACEMENT"], p["HANDLER"]))
         return self.ok(True)
 
     def m_crm_contact_userfield_list(self, p):

@@ -48,6 +48,9 @@ def test_install_frame_registers_everything_and_finishes(client, b24):
     assert sorted(e for e, _ in b24.events) == ["ONAPPINSTALL", "ONAPPUNINSTALL",
                                                  "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE"]
     assert b24.fields == {"UF_CRM_LOYALTY_CARD", "UF_CRM_LOYALTY_BALANCE", "UF_CRM_LOYALTY_TIER"}
+    assert b24.placements == [
+        ("CRM_CONTACT_DETAIL_TAB", "https://loyalty.example.com/b24/placements/contact"),
+        ("CRM_DEAL_DETAIL_TAB", "https://loyalty.example.com/b24/placements/deal")]
     assert b24.requests == 2  # one batch to read what exists, one to write what is missing
 
 
@@ -60,6 +63,7 @@ def test_install_again_repairs_and_adds_nothing_twice(client, b24):
     methods = [m for m, _ in b24.calls]
     assert methods.count("bizproc.activity.add") == 1 and methods.count("event.bind") == 0
     assert methods.count("crm.contact.userfield.add") == 0
+    assert methods.count("placement.bind") == 0
     assert methods.count("bizproc.activity.update") == 5
     assert len(b24.events) == 4 and "loyalty_card_info" in b24.activities
 
@@ -116,6 +120,7 @@ def test_onappinstall_event_stores_tokens(client, b24):
 def test_cli_register_and_portals(runner, b24, installed):
     result = runner.invoke(args=["b24", "register", "--portal", MEMBER])
     assert result.exit_code == 0, result.output
-    assert "12 added, 0 updated, 4 events bound, 3 contact fields created, 0 errors" in result.output
+    assert ("12 added, 0 updated, 4 events bound, 2 tabs bound, 3 contact fields created, "
+            "0 errors") in result.output
     listing = runner.invoke(args=["b24", "portals"]).output
     assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing

@@ -45,9 +45,6 @@ class PagesPortal(FakePortal):
     def m_profile(self, p):
         return self.ok(USERS.get(self.auth_seen, {}))
 
-    def m_placement_get(self, p):
-        return self.ok([])
-
 
 @contextmanager
 def fake_portal():
