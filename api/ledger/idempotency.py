@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
+from api.clock import utcnow
+from api.ledger import sql
 from api.ledger.errors import IdempotencyConflict, InvalidInput
-from api.models import Card, Operation, Portal
+from api.models import Card, Portal
 
 KEY_MAX_LEN = 200
 
@@ -38,18 +40,19 @@ def check_key(key) -> str:
 
 
 def replay(portal: Portal, key: str, kind: str, request: dict) -> Outcome | None:
-    row = Operation.get_or_none((Operation.portal == portal) & (Operation.key == key))
+    row = sql.row("find_operation", sql.pk(portal), key)
     if row is None:
         return None
-    if row.request_hash != request_hash(kind, request):
+    stored_hash, result = row
+    if stored_hash != request_hash(kind, request):
         raise IdempotencyConflict(key)
-    return Outcome(json.loads(row.result), replayed=True)
+    return Outcome(json.loads(result), replayed=True)
 
 
 def record(portal: Portal, key: str, kind: str, request: dict, card: Card | None,
            result: dict) -> Outcome:
-    Operation.create(portal=portal, key=key, kind=kind, request_hash=request_hash(kind, request),
-                     card=card, result=json.dumps(result, ensure_ascii=False))
+    sql.insert("insert_operation", sql.pk(portal), key, kind, request_hash(kind, request),
+               sql.pk(card), json.dumps(result, ensure_ascii=False), sql.timestamp(utcnow()))
     return Outcome(result, replayed=False)
 
 

@@ -1,22 +1,37 @@
 """Lots: bonuses credited together. Spending takes the oldest-expiring first (FIFO),
-so what expires later is exactly what the client has not spent."""
+so what expires later is exactly what the client has not spent.
+
+The statements every operation runs are in api.ledger.sql; the Lot objects returned
+carry the columns the ledger reads (`id`, `card_id`, `remaining_kop`, and `expires_at`
+where a caller needs it), not necessarily the whole row.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from api.ledger import sql
 from api.models import Allocation, Card, Entry, Lot
+
+
+def _lot(**data) -> Lot:
+    lot = Lot(__no_default__=True)
+    lot.__data__ = data
+    return lot
 
 
 def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
              lifetime_days: int) -> Lot:
-    return Lot.create(card=card, entry=entry, amount_kop=amount_kop, remaining_kop=amount_kop,
-                      expires_at=created + timedelta(days=lifetime_days))
+    expires_at = created + timedelta(days=lifetime_days)
+    lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
+                        sql.timestamp(expires_at))
+    return _lot(id=lot_id, card=card.id, entry=entry.id, amount_kop=amount_kop,
+                remaining_kop=amount_kop, expires_at=expires_at)
 
 
-def spendable(card: Card, now: datetime):
-    return (Lot.select()
-            .where((Lot.card == card) & (Lot.remaining_kop > 0) & (Lot.expires_at > now))
-            .order_by(Lot.expires_at, Lot.id))
+def spendable(card: Card, now: datetime) -> list[Lot]:
+    """The card's lots with bonuses left that have not expired, oldest-expiring first."""
+    return [_lot(id=lot_id, card=card.id, remaining_kop=remaining)
+            for lot_id, remaining in sql.rows("spendable_lots", card.id, sql.timestamp(now))]
 
 
 def take(entry: Entry, lots, amount_kop: int) -> int:
@@ -28,8 +43,8 @@ def take(entry: Entry, lots, amount_kop: int) -> int:
         part = min(lot.remaining_kop, amount_kop - taken)
         if part <= 0:
             continue
-        Lot.update(remaining_kop=Lot.remaining_kop - part).where(Lot.id == lot.id).execute()
-        Allocation.create(entry=entry, lot=lot, amount_kop=-part)
+        sql.run("take_from_lot", part, lot.id)
+        sql.insert("insert_allocation", entry.id, lot.id, -part)
         taken += part
     return taken
 
@@ -38,14 +53,16 @@ def give_back(entry: Entry, original: Entry) -> int:
     """Return to the very lots an entry took from (a reversed debit keeps its expiry dates)."""
     returned = 0
     for alloc in Allocation.select().where(Allocation.entry == original):
-        Lot.update(remaining_kop=Lot.remaining_kop - alloc.amount_kop).where(
-            Lot.id == alloc.lot_id).execute()
-        Allocation.create(entry=entry, lot=alloc.lot_id, amount_kop=-alloc.amount_kop)
+        sql.run("take_from_lot", alloc.amount_kop, alloc.lot_id)
+        sql.insert("insert_allocation", entry.id, alloc.lot_id, -alloc.amount_kop)
         returned += -alloc.amount_kop
     return returned
 
 
-def due(card: Card, now: datetime):
-    return (Lot.select()
-            .where((Lot.card == card) & (Lot.remaining_kop > 0) & (Lot.expires_at <= now))
-            .order_by(Lot.expires_at, Lot.id))
+def due(card: Card, now: datetime) -> list[Lot]:
+    """The card's lots with bonuses left whose lifetime is over, oldest-expiring first."""
+    to_python = Lot.expires_at.python_value  # SQLite hands back text
+    return [_lot(id=lot_id, card=card.id, remaining_kop=remaining,
+                 expires_at=to_python(expires_at))
+            for lot_id, remaining, expires_at in sql.rows("due_lots", card.id,
+                                                          sql.timestamp(now))]

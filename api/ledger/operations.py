@@ -6,6 +6,11 @@
 3. appends entries and moves the cached balance in the same transaction.
 
 Entries are never updated or deleted; a correction is a new entry.
+
+The statements an operation repeats (the card lock, the balance moves, entries, lots,
+the idempotency record) are written out in api.ledger.sql and run as they are; the
+Card, Entry and Lot objects passed between these functions are models filled from
+those rows with the columns the ledger uses (see `_lock`).
 """
 from __future__ import annotations
 
@@ -13,17 +18,15 @@ from datetime import datetime
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import idempotency, lots
+from api.ledger import idempotency, lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
-    AlreadyReversed,
     CardBlocked,
     CardNotFound,
     InsufficientBalance,
     InvalidInput,
     MaxShareExceeded,
-    ReferenceNotFound,
 )
 from api.ledger.idempotency import Outcome
 from api.ledger.money import percent_of
@@ -37,6 +40,7 @@ COMMENT_MAX_LEN = 1000
 
 
 def lock_card(portal: Portal, number: str) -> Card:
+    """The whole card, locked for the transaction (for callers outside the ledger)."""
     query = Card.select().where((Card.portal == portal) & (Card.number == number))
     card = lock_rows(query).first()
     if card is None:
@@ -44,21 +48,54 @@ def lock_card(portal: Portal, number: str) -> Card:
     return card
 
 
+# The card columns the operations read: what `_lock` loads (sql "lock_card", same order).
+_LOCKED_COLUMNS = ("id", "portal", "number", "status", "tier", "balance_kop", "purchases_kop")
+# What an entry may carry besides its amount; empty unless given.
+_ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "reverses": None,
+                   "comment": None}
+
+
+def _lock(portal: Portal, number: str) -> Card:
+    """lock_card for the operations: the same lock, only the columns they read. Any
+    other attribute of this Card reads None, so it is not handed outside the ledger."""
+    row = sql.row("lock_card", sql.pk(portal), number)
+    if row is None:
+        raise CardNotFound(number)
+    card = Card(__no_default__=True)
+    card.__data__ = dict(zip(_LOCKED_COLUMNS, row))
+    return card
+
+
 def post(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: datetime,
          **fields) -> Entry:
     """Append one entry and move the cached balance with it; never below zero."""
     if amount_kop < 0:
-        moved = (Card.update(balance_kop=Card.balance_kop + amount_kop, updated_at=now)
-                 .where((Card.id == card.id) & (Card.balance_kop >= -amount_kop)).execute())
+        # Conditional: the rowcount is 0, not a negative balance, if the card can't cover it.
+        moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
         if moved != 1:
             raise InsufficientBalance(card.balance_kop)
     elif amount_kop > 0:
-        Card.update(balance_kop=Card.balance_kop + amount_kop, updated_at=now).where(
-            Card.id == card.id).execute()
+        sql.run("credit_card", amount_kop, sql.timestamp(now), card.id)
     card.balance_kop += amount_kop
-    return Entry.create(portal=card.portal_id, card=card, idempotency_key=key, kind=kind,
-                        amount_kop=amount_kop, balance_after_kop=card.balance_kop, actor=actor,
-                        created_at=now, **fields)
+    unknown = fields.keys() - _ENTRY_OPTIONAL.keys()
+    if unknown:
+        raise TypeError(f"post() got unexpected entry fields: {sorted(unknown)}")
+    data = {**_ENTRY_OPTIONAL, **fields}
+    reverses = data["reverses"]
+    data["reverses"] = sql.pk(reverses)
+    entry_id = sql.insert("insert_entry", card.portal_id, card.id, key, kind, amount_kop,
+                          card.balance_kop, data["reference"], data["purchase_kop"],
+                          sql.decimal(data["percent"]), data["reverses"], actor, data["comment"],
+                          sql.timestamp(now))
+    entry = Entry(__no_default__=True)
+    entry.__data__ = {"id": entry_id, "portal": card.portal_id, "card": card.id,
+                      "operation": None, "idempotency_key": key, "kind": kind,
+                      "amount_kop": amount_kop, "balance_after_kop": card.balance_kop,
+                      "actor": actor, "created_at": now, **data}
+    entry.__rel__["card"] = card
+    if isinstance(reverses, Entry):
+        entry.__rel__["reverses"] = reverses
+    return entry
 
 
 def credit(card: Card, kind: str, amount_kop: int, rules, *, key: str, actor: str,
@@ -120,13 +157,13 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: s
     request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
                "comment": comment}
     with db.atomic():
-        card = lock_card(portal, number)
+        card = _lock(portal, number)
         seen = idempotency.replay(portal, key, ACCRUAL, request)
         if seen:
             return seen
         _check_active(card)
-        if reference and (prior := _open_accrual(card, reference)):
-            raise AlreadyAccrued(reference, prior.id)
+        if reference and (prior_id := _open_accrual_id(card, reference)):
+            raise AlreadyAccrued(reference, prior_id)
         rules = rules_mod.load(portal)
         expire_card(card, now)
         tier = rules.tier_for(card.purchases_kop)
@@ -151,7 +188,7 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
     request = {"card": number, "amount_kop": amount_kop, "reference": reference,
                "order_kop": order_kop, "partial": partial, "comment": comment}
     with db.atomic():
-        card = lock_card(portal, number)
+        card = _lock(portal, number)
         seen = idempotency.replay(portal, key, DEBIT, request)
         if seen:
             return seen
@@ -191,7 +228,7 @@ def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str
         raise InvalidInput({"amount": "Сумма корректировки не может быть нулевой."})
     request = {"card": number, "amount_kop": amount_kop, "reason": reason}
     with db.atomic():
-        card = lock_card(portal, number)
+        card = _lock(portal, number)
         seen = idempotency.replay(portal, key, ADJUSTMENT, request)
         if seen:
             return seen
@@ -213,7 +250,7 @@ def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key: str, 
     key, now = idempotency.check_key(key), now or utcnow()
     request = {"card": number, "amount_kop": amount_kop, "kind": kind}
     with db.atomic():
-        card = lock_card(portal, number)
+        card = _lock(portal, number)
         seen = idempotency.replay(portal, key, kind, request)
         if seen:
             return seen
@@ -225,10 +262,13 @@ def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key: str, 
 
 def _open_accrual(card: Card, reference: str) -> Entry | None:
     """The deal's accrual that has not been reversed, if any."""
-    for entry in _by_reference(card, reference, ACCRUAL):
-        if not _is_reversed(entry):
-            return entry
-    return None
+    entry_id = _open_accrual_id(card, reference)
+    return None if entry_id is None else Entry.get_by_id(entry_id)
+
+
+def _open_accrual_id(card: Card, reference: str) -> int | None:
+    row = sql.row("open_accrual", card.id, reference, ACCRUAL)
+    return None if row is None else row[0]
 
 
 def _by_reference(card: Card, reference: str, kind: str):
@@ -244,5 +284,4 @@ def _is_reversed(entry: Entry) -> bool:
 def _add_purchases(card: Card, delta_kop: int, rules, now: datetime) -> None:
     card.purchases_kop = max(0, card.purchases_kop + delta_kop)
     card.tier = rules.tier_for(card.purchases_kop).name
-    Card.update(purchases_kop=card.purchases_kop, tier=card.tier, updated_at=now).where(
-        Card.id == card.id).execute()
+    sql.run("set_purchases", card.purchases_kop, card.tier, sql.timestamp(now), card.id)

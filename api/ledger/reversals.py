@@ -19,16 +19,15 @@ from api.ledger import rules as rules_mod
 from api.ledger.errors import AlreadyReversed, ReferenceNotFound
 from api.ledger.idempotency import Outcome
 from api.ledger.operations import (
-    ACCRUAL,
     DEBIT,
     REVERSAL,
     _add_purchases,
     _by_reference,
     _check_reference,
     _is_reversed,
+    _lock,
     _open_accrual,
     expire_card,
-    lock_card,
     post,
 )
 from api.models import Card, Entry, Lot, Portal
@@ -41,7 +40,7 @@ def reverse(portal: Portal, number: str, reference: str, *, key: str, actor: str
     reference = _check_reference("" if reference is None else reference)
     request = {"card": number, "reference": reference, "comment": comment}
     with db.atomic():
-        card = lock_card(portal, number)
+        card = _lock(portal, number)
         seen = idempotency.replay(portal, key, REVERSAL, request)
         if seen:
             return seen

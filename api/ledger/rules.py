@@ -2,6 +2,7 @@
 
 Stored as the JSON the API shows; loaded into a frozen Rules the operations read.
 An operation reads the rules current when it runs, so a change never rewrites past entries.
+Each load reads the stored text; validating it is done once per distinct text (PARSED).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.clock import utcnow
+from api.ledger import sql
 from api.ledger.errors import InvalidInput
 from api.ledger.fields import Money, Percent
 from api.models import Portal, ProgramRules
@@ -124,8 +126,28 @@ def stored_document(portal: Portal) -> dict:
     return json.loads(row.data) if row else json.loads(json.dumps(DEFAULTS))
 
 
+# Stored JSON text (None: no row, the defaults) → its Rules. Rules are immutable, so
+# every operation can share one; a saved change is new text, hence parsed anew.
+PARSED: dict[str | None, Rules] = {}
+PARSED_MAX = 256  # distinct texts kept; past that the cache starts over
+
+
+def parse(text: str | None) -> Rules:
+    """The Rules of a stored document (validated as on load), parsed once per text."""
+    rules = PARSED.get(text)
+    if rules is None:
+        document = json.loads(text) if text is not None else json.loads(json.dumps(DEFAULTS))
+        rules = from_loaded(SCHEMA.load(document))
+        if len(PARSED) >= PARSED_MAX:
+            PARSED.clear()
+        PARSED[text] = rules
+    return rules
+
+
 def load(portal: Portal) -> Rules:
-    return from_loaded(SCHEMA.load(stored_document(portal)))
+    """The portal's rules as stored right now (read on every call, parsed once per text)."""
+    row = sql.row("rules_data", sql.pk(portal))
+    return parse(row[0] if row else None)
 
 
 def validate_document(document: dict) -> dict:

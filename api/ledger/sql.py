@@ -1,0 +1,164 @@
+"""The ledger's hot statements, as SQL text written once and run on the driver.
+
+An accrual or a debit is about ten small statements. Building each one with peewee's
+query builder cost more than running it, so the statements the operations repeat are
+written out here, completed once per database kind and run with `execute_sql` (still
+through peewee: its connection, its transaction, its error types, its query log).
+Everything else in the ledger keeps using the models.
+
+The text below uses `?` placeholders and two slots, filled per database kind:
+
+    {lock}       " FOR UPDATE" on PostgreSQL: the card row stays locked until COMMIT.
+                 SQLite needs none: its writers run BEGIN IMMEDIATE (api.db) and so
+                 hold the whole database's write lock already.
+    {returning}  ' RETURNING "id"' on PostgreSQL; SQLite reads cursor.lastrowid.
+
+Values are bound the way peewee binds them, so rows written here read back through
+the models exactly as rows peewee wrote: on SQLite a datetime goes in as the text
+`datetime.isoformat(" ")` ('2026-01-10 12:00:00.123456', sqlite3's own adapter) and
+a Decimal as its str(); psycopg2 takes both as they are.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from peewee import PostgresqlDatabase, SqliteDatabase
+
+from api.db import db
+
+STATEMENTS = {
+    # -- the card, locked for the whole operation
+    "lock_card": """
+        SELECT "id", "portal_id", "number", "status", "tier", "balance_kop", "purchases_kop"
+        FROM "card" WHERE "portal_id" = ? AND "number" = ?{lock}""",
+    "credit_card": """
+        UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
+        WHERE "id" = ?""",
+    # A debit moves the balance only if it covers the amount: the rowcount says whether.
+    "debit_card": """
+        UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
+        WHERE "id" = ? AND "balance_kop" >= ?""",
+    "set_purchases": """
+        UPDATE "card" SET "purchases_kop" = ?, "tier" = ?, "updated_at" = ? WHERE "id" = ?""",
+    # -- idempotency and rules
+    "find_operation": """
+        SELECT "request_hash", "result" FROM "operation" WHERE "portal_id" = ? AND "key" = ?""",
+    "insert_operation": """
+        INSERT INTO "operation" ("portal_id", "key", "kind", "request_hash", "card_id",
+                                 "result", "created_at")
+        VALUES (?, ?, ?, ?, ?, ?, ?)""",
+    "rules_data": """
+        SELECT "data" FROM "programrules" WHERE "portal_id" = ?""",
+    # -- entries
+    "insert_entry": """
+        INSERT INTO "entry" ("portal_id", "card_id", "idempotency_key", "kind", "amount_kop",
+                             "balance_after_kop", "reference", "purchase_kop", "percent",
+                             "reverses_id", "actor", "comment", "created_at")
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){returning}""",
+    # The deal's accrual not yet reversed (oldest first), if any.
+    "open_accrual": """
+        SELECT "id" FROM "entry" AS "e"
+        WHERE "e"."card_id" = ? AND "e"."reference" = ? AND "e"."kind" = ?
+          AND NOT EXISTS (SELECT 1 FROM "entry" AS "r" WHERE "r"."reverses_id" = "e"."id")
+        ORDER BY "e"."id" LIMIT 1""",
+    # -- lots, oldest-expiring first
+    "insert_lot": """
+        INSERT INTO "lot" ("card_id", "entry_id", "amount_kop", "remaining_kop", "expires_at")
+        VALUES (?, ?, ?, ?, ?){returning}""",
+    "due_lots": """
+        SELECT "id", "remaining_kop", "expires_at" FROM "lot"
+        WHERE "card_id" = ? AND "remaining_kop" > 0 AND "expires_at" <= ?
+        ORDER BY "expires_at", "id"
+    """,
+    "spendable_lots": """
+        SELECT "id", "remaining_kop" FROM "lot"
+        WHERE "card_id" = ? AND "remaining_kop" > 0 AND "expires_at" > ?
+        ORDER BY "expires_at", "id"
+    """,
+    "take_from_lot": """
+        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?""",
+    "insert_allocation": """
+        INSERT INTO "allocation" ("entry_id", "lot_id", "amount_kop") VALUES (?, ?, ?)""",
+}
+
+
+class Dialect:
+    """The statements completed for one database kind, and how values are bound there."""
+
+    def __init__(self, postgres: bool):
+        self.postgres = postgres
+        slots = ({"lock": " FOR UPDATE", "returning": ' RETURNING "id"'} if postgres
+                 else {"lock": "", "returning": ""})
+        self.text = {}
+        for name, template in STATEMENTS.items():
+            text = " ".join(template.format(**slots).split())
+            self.text[name] = text.replace("?", "%s") if postgres else text
+
+    def timestamp(self, value: datetime | None):
+        if value is None or self.postgres:
+            return value
+        return value.isoformat(" ")
+
+    def decimal(self, value: Decimal | None):
+        if value is None:
+            return None
+        value = value or Decimal(0)  # as peewee's DecimalField.db_value
+        return value if self.postgres else str(value)
+
+
+_DIALECTS: dict[type, Dialect] = {}
+
+
+def dialect() -> Dialect:
+    """The dialect of the database the shared handle points at now (tests switch it)."""
+    kind = type(db.obj)
+    found = _DIALECTS.get(kind)
+    if found is None:
+        if issubclass(kind, PostgresqlDatabase):
+            found = Dialect(postgres=True)
+        elif issubclass(kind, SqliteDatabase):
+            found = Dialect(postgres=False)
+        else:
+            raise NotImplementedError(f"The ledger runs on SQLite or PostgreSQL, not {kind}")
+        _DIALECTS[kind] = found
+    return found
+
+
+def _execute(name: str, params: tuple):
+    return db.obj.execute_sql(dialect().text[name], params)
+
+
+def rows(name: str, *params) -> list[tuple]:
+    return _execute(name, params).fetchall()
+
+
+def row(name: str, *params) -> tuple | None:
+    return _execute(name, params).fetchone()
+
+
+def run(name: str, *params) -> int:
+    """An UPDATE; returns how many rows it changed."""
+    return _execute(name, params).rowcount
+
+
+def insert(name: str, *params) -> int | None:
+    """An INSERT; returns the new row's id (on PostgreSQL only if it has {returning})."""
+    found = dialect()
+    cursor = db.obj.execute_sql(found.text[name], params)
+    if found.postgres:
+        return cursor.fetchone()[0] if cursor.description else None
+    return cursor.lastrowid
+
+
+def pk(value):
+    """A model row's id; an id (or None) as it is. The models' foreign keys take either."""
+    return getattr(value, "id", value)
+
+
+def timestamp(value: datetime | None):
+    return dialect().timestamp(value)
+
+
+def decimal(value: Decimal | None):
+    return dialect().decimal(value)
