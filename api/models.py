@@ -349,7 +349,30 @@ class ClientMonth(BaseModel):
         indexes = ((("portal", "month", "card"), True),)
 
 
-KPI_TABLES = [DailyStat, ClientMonth]
+class MonthStat(BaseModel):
+    """Active (a purchase) and repeat (two or more) clients per portal and month."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    month = DateField()
+    active = IntegerField(default=0)
+    repeat = IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("portal", "month"), True),)
+
+
+class ExpiryDay(BaseModel):
+    """Live bonuses per portal and expiry date (what will expire that day if unspent)."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    day = DateField()
+    live_kop = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("portal", "day"), True),)
+
+
+KPI_TABLES = [DailyStat, ClientMonth, MonthStat, ExpiryDay]
 
 
 class PortalSettings(BaseModel):

@@ -18,7 +18,7 @@ from api.ledger import cards, history, operations, reversals
 from api.ledger import rules as rules_mod
 from api.ledger.errors import CardNotFound, LedgerError
 from api.ledger.money import MoneyError, parse_kop
-from api.models import Entry, Notification
+from api.models import Card, ClientMonth, Entry, Notification
 from notifications.followup import queue_follow_up
 from pages import roles, web
 from pages.frame import viewer_required
@@ -35,8 +35,24 @@ _KEY = re.compile(r"[A-Za-z0-9-]{8,64}")
 def search():
     query = request.args.get("q", "").strip()[:cards.SEARCH_MAX_LEN]
     page = _page_arg()
-    rows, more = cards.search(g.portal, query, page=page, per_page=PER_PAGE)
+    rows, more = cards.search(g.portal, query, page=page, per_page=PER_PAGE, where=_filters())
     return web.render("clients.html", rows=rows, more=more, page=page, query=query)
+
+
+def _filters():
+    """?tier=, ?month=YYYY-MM-01 (a purchase that month), &repeat=1 (two or more)."""
+    where = None
+    tier = request.args.get("tier", "")[:64]
+    if tier:
+        where = Card.tier == tier
+    month = request.args.get("month", "")
+    if re.fullmatch(r"\d{4}-\d{2}-01", month):
+        buyers = ClientMonth.select(ClientMonth.card).where(
+            (ClientMonth.portal == g.portal) & (ClientMonth.month == month)
+            & (ClientMonth.purchases > (1 if request.args.get("repeat") == "1" else 0)))
+        clause = Card.id.in_(buyers)
+        where = clause if where is None else where & clause
+    return where
 
 
 @bp.route("/<number>", methods=["GET"])

@@ -142,9 +142,12 @@ def set_status(portal: Portal, number: str, status: str, *, now: datetime | None
     return Card.get_by_id(card.id)
 
 
-def search(portal: Portal, query: str | None, *, page: int, per_page: int):
-    """Cards matching a phone in any format, a card number or part of a name; newest first."""
+def search(portal: Portal, query: str | None, *, page: int, per_page: int, where=None):
+    """Cards matching a phone in any format, a card number or part of a name; newest first.
+    `where` narrows further (the numbers page links to the clients behind a figure)."""
     cards = Card.select().where(Card.portal == portal)
+    if where is not None:
+        cards = cards.where(where)
     if query:
         cards = cards.where(_matches(query[:SEARCH_MAX_LEN]))
     per_page = max(1, min(per_page, PAGE_MAX))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from api.ledger import sql
+from api.ledger import rollups, sql
 from api.models import Allocation, Card, Entry, Lot
 
 
@@ -24,6 +24,7 @@ def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
     expires_at = created + timedelta(days=lifetime_days)
     lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
                         sql.timestamp(expires_at))
+    rollups.live(card.portal_id, expires_at.date(), amount_kop)
     return _lot(id=lot_id, card=card.id, entry=entry.id, amount_kop=amount_kop,
                 remaining_kop=amount_kop, expires_at=expires_at)
 
@@ -43,8 +44,7 @@ def take(entry: Entry, lots, amount_kop: int) -> int:
         part = min(lot.remaining_kop, amount_kop - taken)
         if part <= 0:
             continue
-        sql.run("take_from_lot", part, lot.id)
-        sql.insert("insert_allocation", entry.id, lot.id, -part)
+        _move(entry, lot.id, -part)
         taken += part
     return taken
 
@@ -53,10 +53,16 @@ def give_back(entry: Entry, original: Entry) -> int:
     """Return to the very lots an entry took from (a reversed debit keeps its expiry dates)."""
     returned = 0
     for alloc in Allocation.select().where(Allocation.entry == original):
-        sql.run("take_from_lot", alloc.amount_kop, alloc.lot_id)
-        sql.insert("insert_allocation", entry.id, alloc.lot_id, -alloc.amount_kop)
+        _move(entry, alloc.lot_id, -alloc.amount_kop)
         returned += -alloc.amount_kop
     return returned
+
+
+def _move(entry: Entry, lot_id: int, delta_kop: int) -> None:
+    """Move a lot's remainder, record the allocation, and keep the expiry rollup in step."""
+    expires_at = sql.row("take_from_lot", -delta_kop, lot_id)[0]
+    sql.insert("insert_allocation", entry.id, lot_id, delta_kop)
+    rollups.live(entry.portal_id, sql.date_of(expires_at), delta_kop)
 
 
 def due(card: Card, now: datetime) -> list[Lot]:

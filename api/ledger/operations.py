@@ -18,7 +18,7 @@ from datetime import datetime
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import idempotency, lots, sql
+from api.ledger import idempotency, lots, rollups, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
@@ -95,6 +95,8 @@ def post(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: d
     entry.__rel__["card"] = card
     if isinstance(reverses, Entry):
         entry.__rel__["reverses"] = reverses
+    rollups.record(card.portal_id, card.id, kind, amount_kop, now, data["reference"],
+                   data["purchase_kop"])
     return entry
 
 

@@ -20,7 +20,7 @@ a Decimal as its str(); psycopg2 takes both as they are.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from peewee import PostgresqlDatabase, SqliteDatabase
@@ -77,9 +77,38 @@ STATEMENTS = {
         ORDER BY "expires_at", "id"
     """,
     "take_from_lot": """
-        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?""",
+        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?
+        RETURNING "expires_at\"""",
     "insert_allocation": """
         INSERT INTO "allocation" ("entry_id", "lot_id", "amount_kop") VALUES (?, ?, ?)""",
+    # -- rollups for the program's numbers (api.ledger.rollups), in the entry's transaction
+    "rollup_day": """
+        INSERT INTO "dailystat" ("portal_id", "day", "kind", "entries", "amount_kop",
+                                 "purchase_kop", "bonus_orders", "bonus_order_kop")
+        VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+        ON CONFLICT ("portal_id", "day", "kind") DO UPDATE SET
+          "entries" = "dailystat"."entries" + 1,
+          "amount_kop" = "dailystat"."amount_kop" + excluded."amount_kop",
+          "purchase_kop" = "dailystat"."purchase_kop" + excluded."purchase_kop",
+          "bonus_orders" = "dailystat"."bonus_orders" + excluded."bonus_orders",
+          "bonus_order_kop" = "dailystat"."bonus_order_kop" + excluded."bonus_order_kop\"""",
+    "rollup_client_month": """
+        INSERT INTO "clientmonth" ("portal_id", "card_id", "month", "purchases") VALUES (?, ?, ?, 1)
+        ON CONFLICT ("portal_id", "month", "card_id") DO UPDATE SET
+          "purchases" = "clientmonth"."purchases" + 1
+        RETURNING "purchases\"""",
+    "rollup_month": """
+        INSERT INTO "monthstat" ("portal_id", "month", "active", "repeat") VALUES (?, ?, ?, ?)
+        ON CONFLICT ("portal_id", "month") DO UPDATE SET
+          "active" = "monthstat"."active" + excluded."active",
+          "repeat" = "monthstat"."repeat" + excluded."repeat\"""",
+    "rollup_expiry": """
+        INSERT INTO "expiryday" ("portal_id", "day", "live_kop") VALUES (?, ?, ?)
+        ON CONFLICT ("portal_id", "day") DO UPDATE SET
+          "live_kop" = "expiryday"."live_kop" + excluded."live_kop\"""",
+    "paid_with_bonus": """
+        SELECT 1 FROM "entry" WHERE "card_id" = ? AND "reference" = ? AND "kind" = 'debit'
+        LIMIT 1""",
 }
 
 
@@ -158,6 +187,16 @@ def pk(value):
 
 def timestamp(value: datetime | None):
     return dialect().timestamp(value)
+
+
+def day(value):
+    """A date bound as peewee's DateField binds it: ISO text on SQLite, the date on PostgreSQL."""
+    return value if dialect().postgres else value.isoformat()
+
+
+def date_of(value):
+    """A timestamp read back raw: datetime on PostgreSQL, ISO text on SQLite."""
+    return value.date() if hasattr(value, "date") else date.fromisoformat(str(value)[:10])
 
 
 def decimal(value: Decimal | None):
