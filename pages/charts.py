@@ -10,7 +10,9 @@ COLORS = ("#2fc6f6", "#ff5752", "#9dcf00", "#ffa900")
 def bars(title: str, labels: list[str], series: list[tuple[str, list[int]]],
          value_text=str) -> Markup:
     """Grouped bars: one group per label, one bar per series; values are integers."""
-    top = max([v for _, values in series for v in values] + [1])
+    if not any(v for _, values in series for v in values):
+        return Markup(f'<p class="lp-hint lp-chart-empty">{escape(title)}: нет данных.</p>')
+    top = max(v for _, values in series for v in values)
     group_w = (WIDTH - 2 * PAD) / max(len(labels), 1)
     bar_w = max(group_w / (len(series) + 1), 2)
     parts = [f'<svg class="lp-chart" viewBox="0 0 {WIDTH} {HEIGHT + 40}" role="img" '

@@ -48,14 +48,14 @@ def contact():
     card = Card.get_or_none((Card.portal == g.portal) & (Card.contact_id == contact_id)) \
         if contact_id else None
     if card is None:
-        return web.render("tab_contact.html", card=None, contact_id=contact_id)
+        return web.render("tab_contact.html", card=None, contact_id=contact_id, embedded=True)
     program = rules_mod.load(g.portal)
     entries, _ = history.entries(card, per_page=MOVEMENTS_SHOWN)
     return web.render("tab_contact.html", card=card, contact_id=contact_id,
                       tier=program.tier_for(card.purchases_kop),
                       ahead=program.next_tier(card.purchases_kop),
                       expiring=history.expiring(card, days=30), entries=entries,
-                      adjust_key=clients.new_key())
+                      adjust_key=clients.new_key(), embedded=True)
 
 
 @bp.route("/deal", methods=["POST"])
@@ -91,7 +91,7 @@ def _deal_page(deal_id: int, deal_row: dict, errors: dict | None = None, status:
                       reference=reference, order_kop=order_kop, allowed=allowed,
                       order_text=format_kop(order_kop) if order_kop else "",
                       errors=errors or {}, keys={"debit": clients.new_key(),
-                                                 "reverse": clients.new_key()})
+                                                 "reverse": clients.new_key()}, embedded=True)
 
 
 def _card_of(deal_row: dict) -> Card | None:

@@ -84,14 +84,20 @@ class Live:
     portal: Portal
     fake: PagesPortal
 
-    def host_url(self, auth: str, lang: str = "ru") -> str:
-        return f"{self.base}/__host?{urlencode({'auth': auth, 'lang': lang})}"
+    def host_url(self, auth: str, lang: str = "ru", target: str = "/b24/app",
+                 placement: str = "DEFAULT", options: str = "{}") -> str:
+        query = {"auth": auth, "lang": lang, "target": target, "placement": placement,
+                 "options": options}
+        return f"{self.base}/__host?{urlencode(query)}"
 
 
 def host_page():
     """The portal's side: the frame form POSTed into the iframe, and fitWindow honoured."""
     query = {**QUERY, "LANG": request.args.get("lang", "ru")}
-    fields = {**FRAME_FORM, "AUTH_ID": request.args.get("auth", "")}
+    fields = {**FRAME_FORM, "AUTH_ID": request.args.get("auth", ""),
+              "PLACEMENT": request.args.get("placement", "DEFAULT"),
+              "PLACEMENT_OPTIONS": request.args.get("options", "{}")}
+    target = request.args.get("target", "/b24/app")
     inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
                      for k, v in fields.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Bitrix24 (test host)</title>
@@ -100,7 +106,7 @@ def host_page():
 iframe{{display:block;border:0;width:100%;height:900px;background:#fff}}</style></head>
 <body><div class="bar">Bitrix24 · Программа лояльности (test host)</div>
 <form id="frame-form" method="post" target="{html.escape(FRAME_NAME)}"
-      action="/b24/app?{html.escape(urlencode(query))}">{inputs}
+      action="{html.escape(target)}?{html.escape(urlencode(query))}">{inputs}
 <noscript><button id="open-app" type="submit">Открыть приложение</button></noscript></form>
 <iframe id="app" name="{html.escape(FRAME_NAME)}"></iframe>
 <script>
