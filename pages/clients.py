@@ -40,11 +40,16 @@ def search():
 
 
 def _filters():
-    """?tier=, ?month=YYYY-MM-01 (a purchase that month), &repeat=1 (two or more)."""
+    """?tier=, ?issued_from=&issued_to= (dates), ?month=YYYY-MM-01 (a purchase that month),
+    &repeat=1 (two or more)."""
     where = None
     tier = request.args.get("tier", "")[:64]
     if tier:
         where = Card.tier == tier
+    issued = [request.args.get(k, "") for k in ("issued_from", "issued_to")]
+    if all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) for d in issued):
+        clause = (Card.created_at >= issued[0]) & (Card.created_at < issued[1])
+        where = clause if where is None else where & clause
     month = request.args.get("month", "")
     if re.fullmatch(r"\d{4}-\d{2}-01", month):
         buyers = ClientMonth.select(ClientMonth.card).where(

@@ -35,10 +35,14 @@ def test_figures_charts_and_links(client, ledger, b24p):
     page = frame.get("/b24/app/numbers", start="2027-05-01", end="2027-06-01")
     body = text(page)
     assert page.status_code == 200
-    assert 'id="accrued">750' in body and 'id="cards-issued">2' in body
+    assert 'id="accrued">750' in body and '>2</a>' in body and "issued_from=2027-05-01" in body
     # Nothing expires within 90 days of today (the bonuses were accrued in 2027): said so.
     assert body.count("<svg") == 2 and "Сгорит в ближайшие 90 дней: нет данных" in body
     assert "month=2027-05-01" in body and "tier=" in body
+    issued = text(frame.get("/b24/app/clients", issued_from="2027-05-01", issued_to="2027-06-01"))
+    assert "79160000000" in issued and "79160000001" in issued
+    none = text(frame.get("/b24/app/clients", issued_from="2027-06-01", issued_to="2027-07-01"))
+    assert "79160000000" not in none
     active = text(frame.get("/b24/app/clients", month="2027-05-01", repeat="1"))
     assert "79160000001" in active and "79160000000" not in active
 
