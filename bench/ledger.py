@@ -172,7 +172,11 @@ def parse_statement(sql: str, values: list) -> Statement:
     kind = sql.split(None, 1)[0].lower()
     table = re.search(r'(?:FROM|UPDATE|INTO) "(\w+)"', sql).group(1)
     if kind == "insert":
-        columns = IDENT.findall(sql[sql.index("(") + 1:sql.index(")")])
+        # Map through the VALUES list: an upsert may hold literals (the rollups' "1").
+        names = IDENT.findall(sql[sql.index("(") + 1:sql.index(")")])
+        start = sql.index("VALUES (") + len("VALUES (")
+        items = [item.strip() for item in sql[start:sql.index(")", start)].split(",")]
+        columns = [name for name, item in zip(names, items) if PLACEHOLDER.fullmatch(item)]
     else:
         columns = []
         for match in PLACEHOLDER.finditer(sql):
@@ -238,6 +242,8 @@ def replay(cursor, begin: str, statements: list[Statement], ctx: dict) -> None:
         elif st.kind == "insert":
             # PostgreSQL: peewee appended RETURNING "id"; SQLite: it reads lastrowid.
             ctx[st.table] = cursor.fetchone()[0] if cursor.description else cursor.lastrowid
+        elif cursor.description:  # UPDATE ... RETURNING: read its rows, as our code does
+            cursor.fetchall()
     cursor.execute("COMMIT")
 
 
