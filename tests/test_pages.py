@@ -101,6 +101,13 @@ def frame_user(client, installed, b24p):
     return Frame(client)
 
 
+@pytest.fixture
+def admin(frame_user):
+    """Signed in as the portal's administrator."""
+    frame_user.login(ADMIN)
+    return frame_user
+
+
 def allow(portal, **access):
     permissions.save(portal, {"access": access}, actor="test")
 

@@ -5,8 +5,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from test_pages import (ADMIN, MANAGER, Frame, allow, empty_portal_settings, fake_portal,
-                        row_counts, text)
+from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
+from test_pages import MANAGER, allow, row_counts, text
 from test_pages_rules import error_beside
 
 from api.clock import utcnow
@@ -14,22 +14,6 @@ from api.ledger import cards, operations
 from api.models import Card, Entry, Notification, Outbox
 
 PHONE = "+7 916 123-45-67"
-
-
-@pytest.fixture(autouse=True)
-def _portal_settings(app):
-    empty_portal_settings()
-
-
-@pytest.fixture
-def b24p(app):
-    with fake_portal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def frame_user(client, installed, b24p):
-    return Frame(client)
 
 
 @pytest.fixture
@@ -40,12 +24,6 @@ def card(installed):
     operations.accrue(installed, made.number, 1_000_000, key="acc-1", actor="api:lk_test",
                       reference="deal-5")
     return Card.get_by_id(made.id)
-
-
-@pytest.fixture
-def admin(frame_user):
-    frame_user.login(ADMIN)
-    return frame_user
 
 
 def form_key(page: str) -> str:

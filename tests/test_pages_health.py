@@ -5,34 +5,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
-from test_pages import ADMIN, USERS, Frame, empty_portal_settings, fake_portal, text
+from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
+from test_pages import USERS, text
 
 from api.clock import utcnow
 from api.models import Notification, Outbox, Portal
 from notifications.notices import insert
-
-
-@pytest.fixture(autouse=True)
-def _portal_settings(app):
-    empty_portal_settings()
-
-
-@pytest.fixture
-def b24p(app):
-    with fake_portal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def frame_user(client, installed, b24p):
-    return Frame(client)
-
-
-@pytest.fixture
-def admin(frame_user):
-    frame_user.login(ADMIN)
-    return frame_user
 
 
 def failed_delivery(portal, error="QUERY_LIMIT_EXCEEDED: Too many requests") -> Outbox:

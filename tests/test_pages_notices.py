@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from test_pages import ADMIN, Frame, empty_portal_settings, fake_portal, row_counts, text
+from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
+from test_pages import row_counts, text
 from test_pages_rules import error_beside
 
 from api.models import Notification, Outbox
 from notifications import settings
-
-
-@pytest.fixture(autouse=True)
-def _portal_settings(app):
-    empty_portal_settings()
-
-
-@pytest.fixture
-def b24p(app):
-    with fake_portal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def frame_user(client, installed, b24p):
-    return Frame(client)
-
-
-@pytest.fixture
-def admin(frame_user):
-    frame_user.login(ADMIN)
-    return frame_user
 
 
 def settings_form(**changes) -> dict:

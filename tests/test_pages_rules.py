@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from test_pages import ADMIN, Frame, empty_portal_settings, fake_portal, row_counts, text
+from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
+from test_pages import row_counts, text
 
 from api.ledger import cards, operations
 from api.ledger import rules as rules_mod
 from api.models import Entry, ProgramRules
-
-
-@pytest.fixture(autouse=True)
-def _portal_settings(app):
-    empty_portal_settings()
-
-
-@pytest.fixture
-def b24p(app):
-    with fake_portal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def frame_user(client, installed, b24p):
-    return Frame(client)
 
 
 def rules_form(**changes) -> dict:
@@ -44,12 +28,6 @@ def rules_form(**changes) -> dict:
 def error_beside(page: str, name: str) -> str | None:
     found = re.search(rf'data-error-for="{re.escape(name)}">([^<]+)<', page)
     return found[1] if found else None
-
-
-@pytest.fixture
-def admin(frame_user):
-    frame_user.login(ADMIN)
-    return frame_user
 
 
 def test_the_form_shows_the_current_rules(admin):
