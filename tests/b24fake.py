@@ -179,6 +179,14 @@ class FakePortal:
         contact.update(p["fields"])
         return self.ok(True)
 
+    def m_crm_timeline_logmessage_add(self, p):
+        self._next_id += 1
+        return self.ok({"logMessage": {"id": self._next_id, **p.get("fields", {})}})
+
+    def m_crm_timeline_comment_add(self, p):
+        self._next_id += 1
+        return self.ok(self._next_id)
+
     def m_bizproc_event_send(self, p):
         return self.ok(True)
 
