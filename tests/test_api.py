@@ -215,3 +215,16 @@ def test_healthz_and_openapi(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "/api/v1/cards/{number}/debits" in spec["paths"]
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_a_card_list_reads_the_rules_once(api):
+    from playhouse.test_utils import count_queries
+
+    for i in range(5):
+        api.new_card(phone=f"+7 916 000-00-0{i}", last_name=f"Иванов{i}")
+    with count_queries() as five:
+        assert len(api.get("/api/v1/cards").get_json()["items"]) == 5
+    api.new_card(phone="+7 916 000-00-09", last_name="Шестой")
+    with count_queries() as six:
+        api.get("/api/v1/cards")
+    assert six.count == five.count  # one more card, no more queries

@@ -13,9 +13,10 @@ bp = Blueprint("cards", __name__, url_prefix="/api/v1/cards", description="Loyal
 bp.before_request(require_api_key)
 
 
-def present(card, created: bool | None = None) -> dict:
-    """The card as the API shows it, with progress to the next tier."""
-    program = rules.load(card.portal)
+def present(card, created: bool | None = None, program=None) -> dict:
+    """The card as the API shows it, with progress to the next tier. A list passes the
+    portal's rules once instead of reading them again per card."""
+    program = program or rules.load(card.portal)
     ahead = program.next_tier(card.purchases_kop)
     out = {**card.__data__, "created": created, "next_tier": None}
     if ahead:
@@ -38,7 +39,8 @@ def create(data):
 @bp.response(200, schemas.CardPage)
 def search(args):
     rows, more = cards.search(g.portal, args.get("q"), page=args["page"], per_page=args["per_page"])
-    return {"items": [present(c) for c in rows], "page": args["page"],
+    program = rules.load(g.portal)
+    return {"items": [present(c, program=program) for c in rows], "page": args["page"],
             "per_page": args["per_page"], "has_more": more}
 
 
