@@ -10,7 +10,7 @@ from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
 from api.ledger import errors as ledger
-from api.ledger.rules import _flatten
+from api.documents import flatten_messages
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _api_error(exc: ApiError):
 def _http_error(exc: HTTPException):
     messages = (getattr(exc, "data", None) or {}).get("messages")
     if exc.code == 422 and messages:
-        fields = _flatten({k: v for loc in messages.values() for k, v in _as_dict(loc).items()})
+        fields = flatten_messages({k: v for loc in messages.values() for k, v in _as_dict(loc).items()})
         return error_response(422, "validation_error", "Проверьте поля запроса.", fields)
     if exc.code == 400 and messages:
         return error_response(400, "invalid_json", "Тело запроса не является корректным JSON.")

@@ -6,9 +6,7 @@ import json
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.clock import utcnow
-from api.ledger.errors import InvalidInput
-from api.ledger.rules import _flatten
+from api import documents
 from api.models import NotificationSettings, Portal
 from notifications.templates import DEFAULT_TEMPLATES, TemplateError, check
 
@@ -88,26 +86,15 @@ def masked(settings: dict) -> dict:
 
 def save(portal: Portal, changes: dict, actor: str) -> dict:
     """Apply the given keys; a masked key sent back unchanged keeps the stored one."""
-    if not isinstance(changes, dict):
-        raise InvalidInput({"_schema": "Ожидается объект JSON."})
-    unknown = set(changes) - set(DEFAULTS)
-    if unknown:
-        raise InvalidInput({k: "Неизвестное поле." for k in sorted(unknown)})
+    documents.check_keys(changes, DEFAULTS)
     changes = {k: v for k, v in changes.items()
                if not (k in SECRET_FIELDS and isinstance(v, str) and v.startswith(MASK))}
     current = load(portal)
-    try:
-        valid = SCHEMA.load(changes, partial=True)
-    except ValidationError as exc:
-        raise InvalidInput(_flatten(exc.messages)) from None
+    valid = documents.validated(SCHEMA, changes, partial=True)
     merged = {**current, **valid}
     merged["notices"] = {**current["notices"], **valid.get("notices", {})}
     merged["templates"] = {**current["templates"], **valid.get("templates", {})}
-    data = json.dumps(merged, ensure_ascii=False)
-    NotificationSettings.insert(portal=portal, data=data, updated_by=actor).on_conflict(
-        conflict_target=[NotificationSettings.portal],
-        update={NotificationSettings.data: data, NotificationSettings.updated_at: utcnow(),
-                NotificationSettings.updated_by: actor}).execute()
+    documents.upsert(NotificationSettings, portal, merged, actor)
     return merged
 
 

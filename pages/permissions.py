@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, fields
 
-from api.clock import utcnow
-from api.ledger.errors import InvalidInput
-from api.ledger.rules import _flatten
+from api import documents
 from api.models import Portal, PortalSettings
-
 
 
 VIEW_CARDS, ADJUST = "view_cards", "adjust"
@@ -43,13 +40,6 @@ def save(portal: Portal, changes: dict, actor: str) -> dict:
     """Validate the whole merged document, then upsert it; InvalidInput on bad values."""
     current = load(portal)
     merged = {"access": {**current["access"], **(changes.get("access") or {})}}
-    try:
-        document = SCHEMA.dump(SCHEMA.load(merged))
-    except ValidationError as exc:
-        raise InvalidInput(_flatten(exc.messages)) from None
-    data = json.dumps(document)
-    PortalSettings.insert(portal=portal, data=data, updated_by=actor).on_conflict(
-        conflict_target=[PortalSettings.portal],
-        update={PortalSettings.data: data, PortalSettings.updated_at: utcnow(),
-                PortalSettings.updated_by: actor}).execute()
+    document = SCHEMA.dump(documents.validated(SCHEMA, merged))
+    documents.upsert(PortalSettings, portal, document, actor)
     return document

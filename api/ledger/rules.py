@@ -12,9 +12,8 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.clock import utcnow
+from api import documents
 from api.ledger import sql
-from api.ledger.errors import InvalidInput
 from api.ledger.fields import Money, Percent
 from api.models import Portal, ProgramRules
 
@@ -151,43 +150,13 @@ def load(portal: Portal) -> Rules:
 
 
 def validate_document(document: dict) -> dict:
-    """Merge a (partial) document over the current one and validate it whole."""
-    try:
-        return SCHEMA.load(document)
-    except ValidationError as exc:
-        raise InvalidInput(_flatten(exc.messages)) from None
+    """Validate a whole rules document; InvalidInput names the fields."""
+    return documents.validated(SCHEMA, document)
 
 
 def save(portal: Portal, changes: dict, actor: str) -> dict:
     """Replace the given keys; the rest keep their value. Returns the stored document."""
-    if not isinstance(changes, dict):
-        raise InvalidInput({"_schema": "Ожидается объект JSON."})
-    unknown = set(changes) - set(DEFAULTS)
-    if unknown:
-        raise InvalidInput({k: "Неизвестное поле." for k in sorted(unknown)})
-    merged = {**stored_document(portal), **changes}
-    document = SCHEMA.dump(validate_document(merged))
-    ProgramRules.insert(portal=portal, data=json.dumps(document, ensure_ascii=False),
-                        updated_at=utcnow(), updated_by=actor).on_conflict(
-        conflict_target=[ProgramRules.portal],
-        update={ProgramRules.data: json.dumps(document, ensure_ascii=False),
-                ProgramRules.updated_at: utcnow(), ProgramRules.updated_by: actor},
-    ).execute()
+    documents.check_keys(changes, DEFAULTS)
+    document = SCHEMA.dump(validate_document({**stored_document(portal), **changes}))
+    documents.upsert(ProgramRules, portal, document, actor)
     return document
-
-
-def _flatten(messages, prefix="") -> dict[str, str]:
-    """{"tiers": {0: {"percent": ["..."]}}} → {"tiers.0.percent": "..."}."""
-    flat: dict[str, str] = {}
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            flat.update(_flatten(value, name))
-    elif isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages):
-        flat[prefix or "_schema"] = " ".join(messages)
-    elif isinstance(messages, list):
-        for i, value in enumerate(messages):
-            flat.update(_flatten(value, f"{prefix}.{i}"))
-    else:
-        flat[prefix or "_schema"] = str(messages)
-    return flat
