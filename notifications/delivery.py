@@ -55,7 +55,11 @@ def deliver(notification_id: int, config, *, now: datetime, session=None) -> boo
         return False
     row = Notification.get_by_id(notification_id)
     settings = settings_mod.load(Portal.get_by_id(row.portal_id))
-    result = _send(row, settings, config, session)
+    try:
+        result = _send(row, settings, config, session)
+    except ValueError as exc:  # settings the client refuses: a clear failure, not a stuck row
+        result = SendResult(ok=False, error_code="invalid_settings",
+                            error=f"Настройки UniSender неверны: {exc}", retryable=False)
     _record(row, result, now)
     return True
 

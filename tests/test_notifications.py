@@ -257,3 +257,19 @@ def test_unisender_send_waits_for_a_transient_failure(app, client, b24, installe
     [reply] = b24.sent("bizproc.event.send")
     assert reply["RETURN_VALUES"] == {"Success": "Y", "Error": "", "MessageId": "sms-5"}
     assert Notification.select().count() == 1 and Outbox.select().count() == 1
+
+
+def test_settings_the_client_refuses_fail_the_message_clearly(app, configured, b24):
+    import json
+
+    from api.models import NotificationSettings
+
+    row = NotificationSettings.get()
+    NotificationSettings.update(data=json.dumps({**json.loads(row.data), "go_host": "go9"})).execute()
+    card_with(configured)
+    sms_ok(b24)
+    configured.op(NUMBER, "accruals", {"amount": "10000"})
+    tick(app)
+    email = by_template("accrual_email")
+    assert email.status == "failed" and "invalid_settings" in email.error
+    assert by_template("accrual_sms").status == "sent"
