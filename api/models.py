@@ -164,7 +164,18 @@ class SchemaVersion(BaseModel):
 TABLES = [Portal, ApiKey, ProgramRules, Card, Operation, Entry, Lot, Allocation]
 
 
-class ActivityRun(BaseModel):
+class QueueRow(BaseModel):
+    """A row that waits to be worked on and is retried with backoff (api.queue claims it):
+    activity runs, the Bitrix24 outbox, notifications. Subclasses add what they carry."""
+
+    status = CharField(max_length=16, default="pending")
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    claimed_until = DateTimeField(null=True)  # another worker's claim, until it lapses
+    created_at = DateTimeField(default=utcnow)
+
+
+class ActivityRun(QueueRow):
     """One delivery of a business-process activity, keyed by its event_token."""
 
     portal = ForeignKeyField(Portal, on_delete="CASCADE")
@@ -175,13 +186,9 @@ class ActivityRun(BaseModel):
     document_id = TextField()  # JSON list of three
     properties = TextField()  # JSON
     user_id = IntegerField(null=True)  # the run-as user
-    status = CharField(max_length=16, default="pending")  # pending, done
-    attempts = IntegerField(default=0)
-    next_attempt_at = DateTimeField(default=utcnow)
-    claimed_until = DateTimeField(null=True)
     last_error = TextField(null=True)
+    # status (QueueRow): pending, done
     return_values = TextField(null=True)  # JSON sent with bizproc.event.send
-    created_at = DateTimeField(default=utcnow)
     finished_at = DateTimeField(null=True)
 
     class Meta:
@@ -191,7 +198,7 @@ class ActivityRun(BaseModel):
         )
 
 
-class Outbox(BaseModel):
+class Outbox(QueueRow):
     """Bitrix24 writes committed with the ledger change that causes them; delivered later.
 
     `calls` is {key: [method, params]}; `done` records the keys already delivered so a
@@ -202,12 +209,8 @@ class Outbox(BaseModel):
     key = CharField(max_length=200)  # one row per cause: a repeat enqueue is a no-op
     calls = TextField()
     done = TextField(default="{}")
-    status = CharField(max_length=16, default="pending")  # pending, sent, failed
-    attempts = IntegerField(default=0)
-    next_attempt_at = DateTimeField(default=utcnow)
-    claimed_until = DateTimeField(null=True)
+    # status (QueueRow): pending, sent, failed
     last_error = TextField(null=True)
-    created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
 
     class Meta:
@@ -240,7 +243,7 @@ class NotificationSettings(BaseModel):
     updated_by = CharField(max_length=200, null=True)
 
 
-class Notification(BaseModel):
+class Notification(QueueRow):
     """Every message to a client or manager: what, to whom, and what became of it."""
 
     portal = ForeignKeyField(Portal, on_delete="CASCADE")
@@ -251,15 +254,10 @@ class Notification(BaseModel):
     recipient = CharField(max_length=254)
     subject = CharField(max_length=500, null=True)
     body = TextField()
-    # pending → sending → sent | failed; `unknown` when a send was cut off mid-flight and
-    # resending could deliver it twice (SMS has no idempotency key).
-    status = CharField(max_length=10, default="pending")
+    # status (QueueRow): pending → sending → sent | failed; `unknown` when a send was cut
+    # off mid-flight and resending could deliver it twice (SMS has no idempotency key).
     provider_message_id = CharField(max_length=100, null=True)
     error = TextField(null=True)
-    attempts = IntegerField(default=0)
-    next_attempt_at = DateTimeField(default=utcnow)
-    claimed_until = DateTimeField(null=True)
-    created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
 
     class Meta:
