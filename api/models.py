@@ -33,6 +33,9 @@ class Portal(BaseModel):
     member_id = CharField(max_length=64, unique=True)
     domain = CharField(max_length=255, null=True)
     client_endpoint = CharField(max_length=255, null=True)
+    # The OAuth server that vouches for this portal (https://oauth.bitrix.info/rest/ or
+    # https://oauth.bitrix24.tech/rest/), as its app.info proof named it: refreshes go there.
+    server_endpoint = CharField(max_length=255, null=True)
     access_token = TextField(null=True)
     refresh_token = TextField(null=True)
     token_expires_at = BigIntegerField(null=True)
