@@ -96,7 +96,7 @@ def test_an_accrual_notifies_client_and_manager_once(app, configured, b24):
     [notify] = b24.sent("im.notify.personal.add")
     assert notify["USER_ID"] == "7" and notify["TAG"] == f"loyalty:n{chat.id}"
     # The contact's loyalty fields rode in the same batch as the chat notice.
-    assert b24.contacts[42]["UF_CRM_LOYALTY_BALANCE"] == "300.00"
+    assert b24.contacts[42]["UF_CRM_LOYALTY_BAL"] == "300.00"
     assert Outbox.get().status == "sent"
     listed = configured.get(f"/api/v1/cards/{NUMBER}/notifications").get_json()["items"]
     assert {n["template"] for n in listed} == {"accrual_sms", "accrual_email", "accrual_manager"}
