@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from activities.b24client import B24Client, B24Error, InMemoryTokenStore, PortalAuth
 from activities.forms import FormError, InboundAuth, parse_event, parse_install, parse_workflow_call
+from activities import public_url
 from activities.portals import B24Settings, client_for
 from activities.registration import register
 from api.clock import utcnow
@@ -47,12 +48,8 @@ def token_matches(portal: Portal | None, token: str | None) -> bool:
 
 
 def settings() -> B24Settings:
-    found = B24Settings.from_config(current_app.config)
-    if found.public_url:
-        return found
-    # Without LOYALTY_PUBLIC_URL, handlers point where Bitrix24 just reached us.
-    return B24Settings(found.client_id, found.client_secret, found.oauth_url,
-                       request.url_root.rstrip("/"), found.config)
+    # LOYALTY_PUBLIC_URL, or the address a configured proxy forwarded: never the inner one.
+    return public_url.for_request(B24Settings.from_config(current_app.config))
 
 
 def genuine(portal: Portal, access_token: str | None) -> bool:
