@@ -21,7 +21,7 @@ DEFAULTS = {
     "sender_email": None,
     "sender_name": "Программа лояльности",
     "sms_sender": None,
-    "chat_method": "notify",  # im.notify.personal.add, or "message": im.message.add
+    "chat_method": "notify",  # notices.CHAT_METHODS: im.notify.system.add, from the app
     "expiry_warning_days": 30,  # clients hear this many days before bonuses expire
     "timeline": True,  # every movement on the contact's CRM timeline
     "notices": {name: True for name in NOTICES},
@@ -41,7 +41,7 @@ class SettingsSchema(Schema):
     sender_email = fields.Email(allow_none=True)
     sender_name = fields.String(validate=validate.Length(1, 100))
     sms_sender = fields.String(allow_none=True, validate=validate.Length(1, 11))
-    chat_method = fields.String(validate=validate.OneOf(["notify", "message"]))
+    chat_method = fields.String(validate=validate.OneOf(["notify", "personal", "message"]))
     expiry_warning_days = fields.Integer(strict=True, validate=validate.Range(1, 365))
     timeline = fields.Boolean(truthy={True}, falsy={False})
     notices = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),

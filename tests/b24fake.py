@@ -16,6 +16,7 @@ import json
 import re
 from urllib.parse import parse_qsl, urlencode, urlparse
 
+import requests
 import responses
 
 from activities.forms import parse_brackets
@@ -48,6 +49,7 @@ class FakePortal:
         self.requests = 0  # HTTP requests to the portal
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
         self.refreshes = 0
+        self.lose_answers: dict[str, int] = {}  # method -> requests that run, then time out
         self._next_id = 100
         self.notifications: list[dict] = []  # im.notify.*: a new TAG removes the older ones
         self.messages: list[dict] = []  # im.message.add
@@ -71,8 +73,11 @@ class FakePortal:
             return status, {}, json.dumps(error)
         if method == "batch":
             status, payload = self._batch_call(body)
-            return status, {}, json.dumps(payload)
-        status, payload = self._run(method, body)
+        else:
+            status, payload = self._run(method, body)
+        if self.lose_answers.get(method):  # the portal did the work; its answer never comes
+            self.lose_answers[method] -= 1
+            raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
         return status, {}, json.dumps(payload)
 
     def _oauth(self, request):

@@ -75,7 +75,7 @@ def test_card_create_with_missing_data_says_what_and_tells_the_manager(app, clie
     assert reply["RETURN_VALUES"]["Success"] == "N"
     assert reply["RETURN_VALUES"]["Error"] == \
         "Не хватает данных для карты: мобильный телефон, категория клиента"
-    [notice] = b24.sent("im.notify.personal.add")
+    [notice] = b24.sent("im.notify.system.add")
     assert notice["USER_ID"] == "7" and "категория клиента" in notice["MESSAGE"]
     assert Card.select().count() == 0
 

@@ -93,7 +93,7 @@ def test_an_accrual_notifies_client_and_manager_once(app, configured, b24):
     assert (email.status, email.provider_message_id) == ("sent", "job-1")
     assert "300" in sms.body and chat.status == "sent" and chat.recipient == "7"
     assert Notification.select().count() == 3
-    [notify] = b24.sent("im.notify.personal.add")
+    [notify] = b24.sent("im.notify.system.add")
     assert notify["USER_ID"] == "7" and notify["TAG"] == f"loyalty:n{chat.id}"
     # The contact's loyalty fields rode in the same batch as the chat notice.
     assert b24.contacts[42]["UF_CRM_LOYALTY_BAL"] == "300.00"
@@ -198,7 +198,7 @@ def test_notify_manager_activity_returns_the_message_id(app, client, b24, instal
               workflow_form("loyalty_notify_manager", properties={"Message": "Позвоните {{ first_name }}",
                                                                   "User": "user_9"}))
     tick(app)
-    [notify] = b24.sent("im.notify.personal.add")
+    [notify] = b24.sent("im.notify.system.add")
     assert notify["USER_ID"] == 9 and notify["TAG"].startswith("loyalty:n")
     [reply] = b24.sent("bizproc.event.send")
     assert reply["RETURN_VALUES"]["Success"] == "Y" and reply["RETURN_VALUES"]["MessageId"] == "101"
