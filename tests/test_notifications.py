@@ -68,6 +68,21 @@ def test_settings_show_keys_masked_and_never_log_them(configured, caplog):
     assert GO_KEY not in again.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("sender", ["Shop", "Club24", "My-Shop.ru", "ABC", "ElevenChars"])
+def test_an_sms_sender_of_3_to_11_latin_letters_or_digits_is_taken(configured, sender):
+    response = configured.put("/api/v1/settings/notifications", json={"sms_sender": sender})
+    assert response.status_code == 200 and response.get_json()["sms_sender"] == sender
+
+
+@pytest.mark.parametrize("sender", ["AB", "TwelveCharsX", "Магазин", "Shop!", "My Shop", "-Shop",
+                                    "Shop.", "12345", ""])
+def test_other_sms_senders_are_refused_naming_the_field(configured, sender):
+    response = configured.put("/api/v1/settings/notifications", json={"sms_sender": sender})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert "sms_sender" in error["fields"] and "латинских" in str(error["fields"]["sms_sender"])
+
+
 def test_settings_validation_names_the_field(configured):
     for body, field in [({"go_host": "go9"}, "go_host"), ({"sender_email": "nope"}, "sender_email"),
                         ({"notices": {"accrual_sms": "yes"}}, "notices.accrual_sms.value"),
