@@ -327,8 +327,16 @@ class FakePortal:
         contact = self.contacts.get(int(p["id"]))
         if contact is None:
             return 400, {"error": "", "error_description": "Contact is not found"}
-        contact.update(p["fields"])
+        contact.update(self._known(p["fields"]))
         return self.ok(True)
+
+    def _known(self, fields: dict) -> dict:
+        """The server ignores fields it does not know (protocol §7.1), user fields included.
+        Until a test creates user fields (an install), every UF_CRM_ field counts as known,
+        so tests need not install first."""
+        if not self.fields:
+            return fields
+        return {k: v for k, v in fields.items() if not k.startswith("UF_CRM_") or k in self.fields}
 
     def m_crm_timeline_logmessage_add(self, p):
         fields = p.get("fields") or {}

@@ -125,6 +125,22 @@ def test_a_refused_activity_does_not_finish(client, b24):
     assert body["installed"] is True  # opened again: repaired, nothing was lost
 
 
+def test_after_the_install_the_contact_shows_the_balance(app, client, b24):
+    from b24fake import post_form, workflow_form
+
+    client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    b24.add_contact(42)
+    cards.create_card(Portal.get(Portal.member_id == MEMBER), {
+        "phone": "9161234567", "last_name": "П", "first_name": "А", "client_category": "В",
+        "contact_id": 42}, actor="t")
+    post_form(client, "/b24/activities/loyalty_bonus_accrue",
+              workflow_form("loyalty_bonus_accrue", properties={"Amount": "10000"}))
+    app.extensions["worker"].tick()
+    contact = b24.contacts[42]  # the portal kept only the fields it has
+    assert (contact["UF_CRM_LOYALTY_CARD"], contact["UF_CRM_LOYALTY_BAL"]) == \
+        ("79161234567", "300.00")
+
+
 def test_the_fake_portal_refuses_what_the_server_refuses(b24, installed, app):
     from activities.portals import B24Settings, client_for
 
