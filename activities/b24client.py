@@ -187,6 +187,7 @@ class BatchResult:
     errors: Mapping[str, BatchError]
     totals: Mapping[str, Any]
     next: Mapping[str, Any]
+    times: Mapping[str, Any] = field(default_factory=dict)  # per key: `time`, with `operating`
 
     def ok(self, key: str) -> bool:
         return key in self.results and key not in self.errors
@@ -406,7 +407,8 @@ class B24Client:
         errors = {key: self._batch_error(err) for key, err in failed}
         return BatchResult(results=_as_map(raw.get("result")), errors=errors,
                            totals=_as_map(raw.get("result_total")),
-                           next=_as_map(raw.get("result_next")))
+                           next=_as_map(raw.get("result_next")),
+                           times=_as_map(raw.get("result_time")))
 
     def _batch_error(self, err: Any) -> BatchError:
         if not isinstance(err, dict):

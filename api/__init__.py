@@ -63,9 +63,10 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def _register_bitrix24(app: Flask) -> None:
-    from activities import cli, views
+    from activities import cli, public_url, views
     from scheduler import worker
 
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)

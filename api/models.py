@@ -390,3 +390,18 @@ PAGES_TABLES = [PortalSettings]
 # Every table, in creation order (tests truncate them all).
 ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
               *PAGES_TABLES]
+
+
+class SyncCursor(BaseModel):
+    """Where an unfinished nightly contact sync of a portal stopped: the next run goes on
+    after `after_id` instead of starting over at contact 0. Deleted when a pass completes."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    after_id = BigIntegerField(default=0)  # every contact up to this id has been applied
+    contacts_seen = IntegerField(default=0)  # this pass so far, over all its runs
+    started_at = DateTimeField(default=utcnow)  # when this pass began
+    updated_at = DateTimeField(default=utcnow)
+
+
+PORTAL_TABLES = [SyncCursor]
+ALL_TABLES.append(SyncCursor)

@@ -42,15 +42,19 @@ def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) 
         return _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
     calls = json.loads(row.calls)
     done = json.loads(row.done)
-    todo = {k: tuple(v) for k, v in calls.items() if k not in done}
+    todo, held = notices.claim_untagged({k: tuple(v) for k, v in calls.items() if k not in done})
+    done.update({key: {"error": notices.UNKNOWN_CHAT} for key in held})
     try:
-        outcome = _send(client_for(portal, settings, session), todo)
+        outcome = _send(client_for(portal, settings, session), todo) if todo else {}
     except B24Error as exc:
+        if notices.not_run(exc):
+            notices.release_untagged(todo)
         return _after_error(row, done, exc, now)
     retry = {}
     for key, result in outcome.items():
         if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:
             retry[key] = f"{result.code}: {result.description}"
+            notices.release_untagged([key])
         elif isinstance(result, BatchError) and _fall_back(calls, key, result):
             retry[key] = f"{result.code}: {result.description} (retrying as a timeline comment)"
         elif isinstance(result, BatchError):
