@@ -11,7 +11,7 @@ from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
-                        TABLES, Card, SchemaVersion)
+                        TABLES, WORK_TABLES, Card, SchemaVersion)
 
 
 def _0001_initial():
@@ -82,6 +82,16 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0009_work():
+    """Throttle counts on the queues (apart from failures) and the per-portal work lanes."""
+    migrator = _migrator()
+    # A new database got the column from 0002/0003 (the models carry it); add it where missing.
+    missing = [table for table in ("activityrun", "outbox", "notification")
+               if "throttles" not in {c.name for c in db.get_columns(table)}]
+    apply(*(migrator.add_column(table, "throttles", IntegerField(default=0)) for table in missing))
+    db.create_tables(WORK_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -89,6 +99,7 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0009_work", _0009_work),
 ]
 
 
