@@ -204,7 +204,7 @@ class B24Client:
     def __init__(self, portal: PortalAuth, store: TokenStore, *, client_id: str,
                  client_secret: str, oauth_url: str = "https://oauth.bitrix.info/oauth/token/",
                  session: requests.Session | None = None, limiter: RateLimiter | None = None,
-                 timeout_s: float = 30) -> None:
+                 timeout_s: float = 10) -> None:  # short: a worker must not hang on a portal
         self._auth = portal
         self._store = store
         self._client_id = client_id

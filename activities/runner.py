@@ -57,13 +57,16 @@ RUNS = queue.Queue(ActivityRun, claim_s=CLAIM_S, attempts_max=ATTEMPTS_MAX, firs
 
 
 def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-            session=None, lane: str | None = None) -> int:
+            session=None, lane: str | None = None, portal_id: int | None = None) -> int:
     """Process the runs that are due; returns how many were finished or rescheduled.
 
-    `lane`: only the runs of that lane (None: every run, one after another).
+    `lane`: only the runs of that lane (None: every run, one after another);
+    `portal_id`: only that portal's (a worker holding its lane).
     """
     now = now or utcnow()
     where = ~(ActivityRun.portal.in_(lanes.paused_ids(lanes.B24, now)))
+    if portal_id is not None:
+        where &= ActivityRun.portal == portal_id
     if lane == lanes.UNISENDER:
         where &= ActivityRun.code.in_(UNISENDER_CODES)
     elif lane == lanes.B24:

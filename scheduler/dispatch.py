@@ -33,9 +33,11 @@ def backoff(attempts: int) -> timedelta:
 
 
 def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-                session=None) -> int:
+                session=None, portal_id: int | None = None) -> int:
     now = now or utcnow()
     where = ~(Outbox.portal.in_(lanes.paused_ids(lanes.B24, now)))
+    if portal_id is not None:
+        where &= Outbox.portal == portal_id
     return queue.work_due(OUTBOX, now, lambda row: deliver(row, settings, now=now, session=session),
                           limit=limit, where=where)
 

@@ -36,7 +36,10 @@ def test_a_terminated_postgres_session_stops_its_scheduler_at_once(app, caplog):
     first.release()
 
 
-def test_a_sigkilled_scheduler_on_sqlite_is_replaced_in_seconds(app):
+@pytest.fixture
+def scheduler_process(app):
+    """`flask scheduler run` in a process of its own on the test's SQLite database, holding
+    its lock; and the lease of a replacement waiting for it."""
     if is_postgres():
         pytest.skip("SQLite file lock")
     url = app.config["DATABASE_URL"]
@@ -47,21 +50,27 @@ def test_a_sigkilled_scheduler_on_sqlite_is_replaced_in_seconds(app):
     replacement = SchedulerLease(url, "replacement")
     try:
         _wait_until_held_elsewhere(replacement, child)
-        assert Path(url[len("sqlite:///"):] + ".scheduler.lock").read_text().endswith(
-            f":{child.pid}")  # an flock beside the database, naming its holder
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-        killed = time.monotonic()
-        while not replacement.acquire() and time.monotonic() - killed < 30:
-            time.sleep(0.05)
-        took_s = time.monotonic() - killed
+        yield child, replacement
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(10)
+        replacement.release()
+
+
+def test_a_sigkilled_scheduler_on_sqlite_is_replaced_in_seconds(app, scheduler_process):
+    child, replacement = scheduler_process
+    url = app.config["DATABASE_URL"]
+    assert Path(url[len("sqlite:///"):] + ".scheduler.lock").read_text().endswith(
+        f":{child.pid}")  # an flock beside the database, naming its holder
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    killed = time.monotonic()
+    while not replacement.acquire() and time.monotonic() - killed < 30:
+        time.sleep(0.05)
+    took_s = time.monotonic() - killed
     print(f"\nSIGKILLed scheduler on SQLite: lock taken over after {took_s:.2f} s")
     assert replacement.held and took_s < 5
-    replacement.release()
 
 
 def _wait_until_held_elsewhere(lease: SchedulerLease, child: subprocess.Popen) -> None:
@@ -72,3 +81,10 @@ def _wait_until_held_elsewhere(lease: SchedulerLease, child: subprocess.Popen) -
         assert child.poll() is None, "the scheduler exited"
         assert time.monotonic() < deadline, "the scheduler never took its lock"
         time.sleep(0.2)
+
+
+def test_sigterm_stops_the_scheduler_cleanly_and_lets_go_of_its_lock(scheduler_process):
+    child, replacement = scheduler_process
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(40) == 0  # stopped, not killed
+    assert replacement.acquire()
