@@ -11,7 +11,7 @@ from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, PORTAL_TABLES,
-                        SCHEDULER_TABLES, TABLES, B24Event, Card, Outbox, Portal,
+                        SCHEDULER_TABLES, TABLES, WORK_TABLES, B24Event, Card, Outbox, Portal,
                         SchemaVersion)
 
 
@@ -98,6 +98,14 @@ def _0008_portal():
             Outbox.update(calls=row.calls.replace(f'"{old}"', f'"{new}"')).where(
                 Outbox.id == row.id).execute()
     B24Event.delete().where(B24Event.event == "ONCRMDEALUPDATE").execute()
+def _0009_work():
+    """Throttle counts on the queues (apart from failures) and the per-portal work lanes."""
+    migrator = _migrator()
+    # A new database got the column from 0002/0003 (the models carry it); add it where missing.
+    missing = [table for table in ("activityrun", "outbox", "notification")
+               if "throttles" not in {c.name for c in db.get_columns(table)}]
+    apply(*(migrator.add_column(table, "throttles", IntegerField(default=0)) for table in missing))
+    db.create_tables(WORK_TABLES)
 
 
 MIGRATIONS = [
@@ -109,6 +117,7 @@ MIGRATIONS = [
     ("0006_portal_settings", _0006_portal_settings),
     ("0007_trust", _0007_trust),
     ("0008_portal", _0008_portal),
+    ("0009_work", _0009_work),
 ]
 
 

@@ -168,7 +168,7 @@ TABLES = [Portal, ApiKey, ProgramRules, Card, Operation, Entry, Lot, Allocation]
 
 
 class QueueRow(BaseModel):
-    """A row that waits to be worked on and is retried with backoff (api.queue claims it):
+    """A row that waits to be worked on and is retried with backoff (background.queue claims it):
     activity runs, the Bitrix24 outbox, notifications. Subclasses add what they carry."""
 
     status = CharField(max_length=16, default="pending")
@@ -176,6 +176,9 @@ class QueueRow(BaseModel):
     next_attempt_at = DateTimeField(default=utcnow)
     claimed_until = DateTimeField(null=True)  # another worker's claim, until it lapses
     created_at = DateTimeField(default=utcnow)
+    # QUERY_LIMIT_EXCEEDED refusals: paced and retried within seconds, counted apart from
+    # the failures that `attempts` bounds (background.pacing caps them too).
+    throttles = IntegerField(default=0)
 
 
 class ActivityRun(QueueRow):
@@ -190,7 +193,7 @@ class ActivityRun(QueueRow):
     properties = TextField()  # JSON
     user_id = IntegerField(null=True)  # the run-as user
     last_error = TextField(null=True)
-    # status (QueueRow): pending, done
+    # status (QueueRow): pending, done; failed: a dead letter (shown on the Health page)
     return_values = TextField(null=True)  # JSON sent with bizproc.event.send
     finished_at = DateTimeField(null=True)
 
@@ -387,9 +390,30 @@ class PortalSettings(BaseModel):
 
 PAGES_TABLES = [PortalSettings]
 
+
+class PortalLane(BaseModel):
+    """One portal's lane of background work (its Bitrix24 calls, or its UniSender sends):
+    the worker holding it (a short lease), and why it waits or stopped: paused_until after
+    throttling, an alert when the portal blocked us (OVERLOAD_LIMIT) or was deleted."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    lane = CharField(max_length=16)  # b24, unisender
+    holder = CharField(max_length=100, null=True)
+    lease_until = DateTimeField(null=True)
+    paused_until = DateTimeField(null=True)
+    alert_code = CharField(max_length=64, null=True)
+    alert = TextField(null=True)
+    alert_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("portal", "lane"), True),)
+
+
+WORK_TABLES = [PortalLane]
+
 # Every table, in creation order (tests truncate them all).
 ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
-              *PAGES_TABLES]
+              *PAGES_TABLES, *WORK_TABLES]
 
 
 class SyncCursor(BaseModel):
