@@ -10,8 +10,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
-                        TABLES, Card, SchemaVersion)
+from api.models import (B24_TABLES, DATA_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES,
+                        SCHEDULER_TABLES, TABLES, Card, SchemaVersion)
 
 
 def _0001_initial():
@@ -82,6 +82,13 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0013_data():
+    """Card marks (merged, contact deleted, anonymised), the offline-event reservation,
+    the audit trail; and the contact copy looked up by phone (import, merges)."""
+    db.create_tables(DATA_TABLES)
+    apply(_migrator().add_index("contact", ("portal_id", "phone"), False))
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -89,6 +96,7 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0013_data", _0013_data),
 ]
 
 
