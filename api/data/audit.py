@@ -26,6 +26,10 @@ SKIPPED_PREFIXES = ("/b24/events", "/b24/activities", "/b24/install")
 def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
            source: str | None = None, details: dict | None = None,
            now: datetime | None = None) -> AuditEntry:
+    from flask import g, has_request_context
+
+    if has_request_context():
+        g.audit_recorded = True  # the request hook then does not record it a second time
     return AuditEntry.create(
         portal=portal, actor=(actor or "unknown")[:200], action=action[:100],
         target=target[:100] if target else None, source=(source or "")[:100] or None,
@@ -62,6 +66,16 @@ def entries(portal: Portal, *, action: str | None = None, actor: str | None = No
     return query.order_by(AuditEntry.id.desc())
 
 
+CSV_HEADER = ("id", "created_at_utc", "actor", "action", "target", "source", "details")
+
+
+def csv_row(row: AuditEntry) -> list:
+    from api.data.csvout import safe
+
+    return [row.id, row.created_at.isoformat(" ", "seconds"), safe(row.actor), row.action,
+            row.target or "", row.source or "", safe(row.details or "")]
+
+
 def as_dict(row: AuditEntry) -> dict:
     return {"id": row.id, "created_at": row.created_at.isoformat(), "actor": row.actor,
             "action": row.action, "target": row.target, "source": row.source,
@@ -77,7 +91,7 @@ def _after_request(response):
             or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None:
         return response
     portal = getattr(g, "portal", None)
-    if portal is None:
+    if portal is None or getattr(g, "audit_recorded", False):
         return response
     try:
         record(portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",

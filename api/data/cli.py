@@ -8,7 +8,7 @@ from datetime import timedelta
 import click
 from flask.cli import AppGroup
 
-from api.data import audit, csvout, exports, imports
+from api.data import audit, csvout, exports, forget, imports
 from api.data.csvsource import SourceError
 from api.db import connection
 from api.models import Portal
@@ -103,9 +103,12 @@ def _write(output: str | None, header, rows) -> int:
             yield row
 
     with (open(output, "w", encoding="utf-8", newline="") if output
-          else nullcontext(click.get_text_stream("stdout"))) as out:
+          else nullcontext()) as out:
         for piece in csvout.pieces(header, counted()):
-            out.write(piece)
+            if out is None:
+                click.echo(piece, nl=False)
+            else:
+                out.write(piece)
     return count
 
 
@@ -131,6 +134,35 @@ def export_movements(member_id: str, start, end, output: str | None):
                        exports.movement_rows(_portal(member_id), first, last))
     _say(f"Exported {count:,} movements from {first} to {end.date()}"
          f"{' to ' + output if output else ''}.")
+
+
+@data_cli.command("forget", help="Forget a client (152-FZ): erase personal data, keep the ledger.")
+@click.argument("phone")
+@click.option("--portal", "member_id", required=True)
+@click.option("--reason", required=True, help="Why (the request's reference): recorded.")
+def forget_command(phone: str, member_id: str, reason: str):
+    from api.ledger.cards import card_number
+    from api.ledger.errors import LedgerError
+
+    with connection():
+        try:
+            card = forget.anonymise(_portal(member_id), card_number(phone), actor=audit.cli_actor(),
+                                    reason=reason, source="cli")
+        except LedgerError as exc:
+            raise click.ClickException(exc.message)
+    # The phone is not echoed back: this line may end up in a log.
+    click.echo(f"Client forgotten: card {card.id} is now {card.number}; its ledger is kept.")
+
+
+@data_cli.command("audit", help="The audit trail as CSV, newest first.")
+@click.option("--portal", "member_id", required=True)
+@click.option("--action", default=None, help="Only actions starting with this.")
+@click.option("-o", "--output", default=None, help="File to write (default: stdout).")
+def audit_command(member_id: str, action: str | None, output: str | None):
+    with connection():
+        rows = map(audit.csv_row, audit.entries(_portal(member_id), action=action))
+        count = _write(output, audit.CSV_HEADER, rows)
+    _say(f"Exported {count:,} audit entries.")
 
 
 def init_app(app) -> None:
