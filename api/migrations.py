@@ -10,9 +10,9 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, PORTAL_TABLES,
-                        SCHEDULER_TABLES, TABLES, WORK_TABLES, B24Event, Card, Outbox, Portal,
-                        SchemaVersion)
+from api.models import (B24_TABLES, DATA_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES,
+                        PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES, B24Event, Card,
+                        Outbox, Portal, SchemaVersion)
 
 
 def _0001_initial():
@@ -106,6 +106,11 @@ def _0009_work():
                if "throttles" not in {c.name for c in db.get_columns(table)}]
     apply(*(migrator.add_column(table, "throttles", IntegerField(default=0)) for table in missing))
     db.create_tables(WORK_TABLES)
+def _0013_data():
+    """Card marks (merged, contact deleted, anonymised), the offline-event reservation,
+    the audit trail; and the contact copy looked up by phone (import, merges)."""
+    db.create_tables(DATA_TABLES)
+    apply(_migrator().add_index("contact", ("portal_id", "phone"), False))
 
 
 MIGRATIONS = [
@@ -118,6 +123,7 @@ MIGRATIONS = [
     ("0007_trust", _0007_trust),
     ("0008_portal", _0008_portal),
     ("0009_work", _0009_work),
+    ("0013_data", _0013_data),
 ]
 
 

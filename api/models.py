@@ -429,3 +429,46 @@ class SyncCursor(BaseModel):
 
 PORTAL_TABLES = [SyncCursor]
 ALL_TABLES.append(SyncCursor)
+
+
+class CardMark(BaseModel):
+    """What happened to a card outside the ledger (api.merges, api.forget): merged into
+    another card, its contact deleted in Bitrix24, anonymised. One mark per card and kind."""
+
+    card = ForeignKeyField(Card, backref="marks", on_delete="CASCADE")
+    kind = CharField(max_length=16)  # merged, contact_deleted, anonymised
+    other = ForeignKeyField(Card, null=True, backref="absorbed", on_delete="SET NULL")
+    note = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("card", "kind"), True),)
+
+
+class OfflineQueue(BaseModel):
+    """The Bitrix24 offline-event batch reserved for us (event.offline.get clear=0) and not
+    yet confirmed: after a crash the next tick asks for the same process_id again."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    process_id = CharField(max_length=64, null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class AuditEntry(BaseModel):
+    """Append-only: who (Bitrix24 user, API key, CLI user) did what to money, rules,
+    settings, access or a card, when and from where. Never updated or deleted."""
+
+    portal = ForeignKeyField(Portal, null=True, on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+    actor = CharField(max_length=200)
+    action = CharField(max_length=100)
+    target = CharField(max_length=100, null=True)  # "card:17": an id, never a phone
+    source = CharField(max_length=100, null=True)  # IP address, or "cli"
+    details = TextField(null=True)  # JSON
+
+    class Meta:
+        indexes = ((("portal", "id"), False), (("portal", "action", "id"), False))
+
+
+DATA_TABLES = [CardMark, OfflineQueue, AuditEntry]
+ALL_TABLES += DATA_TABLES
