@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from peewee import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DateField,
     DateTimeField,
@@ -384,6 +385,53 @@ class PortalSettings(BaseModel):
 
 PAGES_TABLES = [PortalSettings]
 
+
+
+class ClientSite(BaseModel):
+    """A portal's web site where clients log in themselves (api.client_login). The
+    public endpoints have no API key: the site id, which is not a secret, names the portal."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    site_id = CharField(max_length=40, unique=True)
+    enabled = BooleanField(default=True)
+    origins = TextField(default="[]")  # JSON list of "https://host[:port]" allowed by CORS
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ClientOrigin(BaseModel):
+    """One allowed origin of a site: a CORS preflight carries only its Origin."""
+
+    site = ForeignKeyField(ClientSite, backref="origin_rows", on_delete="CASCADE")
+    origin = CharField(max_length=200, index=True)
+
+
+class LoginCode(BaseModel):
+    """A one-time code sent by SMS. Only an HMAC of it is kept. A phone without a card
+    gets a row too (card null, nothing sent), so both answers look and cost the same."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    phone = CharField(max_length=20)
+    card = ForeignKeyField(Card, null=True, on_delete="CASCADE")
+    code_hash = CharField(max_length=64)
+    attempts = IntegerField(default=0)
+    expires_at = DateTimeField()
+    consumed_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("portal", "phone", "id"), False),)
+
+
+class Throttle(BaseModel):
+    """A fixed-window counter (api.throttle): shared by every worker process."""
+
+    key = CharField(max_length=200, unique=True)
+    window_start = DateTimeField()
+    count = IntegerField(default=0)
+
+
+FOLLOW_TABLES = [ClientSite, ClientOrigin, LoginCode, Throttle]
+
 # Every table, in creation order (tests truncate them all).
 ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
-              *PAGES_TABLES]
+              *PAGES_TABLES, *FOLLOW_TABLES]
