@@ -14,6 +14,7 @@ from datetime import datetime, time
 from activities.portals import B24Settings
 from activities.runner import run_due
 from api.db import connection
+from api.webhooks import sender as webhook_sender
 from notifications import delivery
 from scheduler import daily, sync
 from scheduler.dispatch import deliver_due
@@ -45,6 +46,7 @@ class Worker:
             runs = run_due(self.settings, now=now, session=session)
             sent = deliver_due(self.settings, now=now, session=session)
             delivery.deliver_due(self.app.config, now=now, session=session)
+            webhook_sender.deliver_due(self.app.config, now=now)
             sync.process_contact_events(self.settings, now=now, session=session)
         return runs, sent
 
