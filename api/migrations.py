@@ -10,9 +10,9 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, DATA_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES,
-                        PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES, B24Event, Card,
-                        Outbox, Portal, SchemaVersion)
+from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, NOTIFY_TABLES,
+                        PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES,
+                        B24Event, Card, Outbox, Portal, SchemaVersion)
 
 
 def _0001_initial():
@@ -111,6 +111,9 @@ def _0013_data():
     the audit trail; and the contact copy looked up by phone (import, merges)."""
     db.create_tables(DATA_TABLES)
     apply(_migrator().add_index("contact", ("portal_id", "phone"), False))
+def _0014_follow():
+    """The client's own login (sites, codes, throttles) and outgoing webhooks: new tables only."""
+    db.create_tables(FOLLOW_TABLES)
 
 
 MIGRATIONS = [
@@ -124,6 +127,7 @@ MIGRATIONS = [
     ("0008_portal", _0008_portal),
     ("0009_work", _0009_work),
     ("0013_data", _0013_data),
+    ("0014_follow", _0014_follow),
 ]
 
 
