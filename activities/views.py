@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from activities.b24client import B24Error
 from activities.forms import FormError, InboundAuth, parse_event, parse_install, parse_workflow_call
+from activities import public_url
 from activities.portals import B24Settings, client_for
 from activities.proof import Proof, ProofError, prove_token, require_admin
 from activities.registration import register
@@ -20,7 +21,7 @@ from api.models import ActivityRun, B24Event, Portal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("b24", __name__, url_prefix="/b24", template_folder="templates")
-ENTITY_EVENTS = ("ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE")
+ENTITY_EVENTS = ("ONCRMCONTACTUPDATE",)  # ONCRMDEALUPDATE is no longer bound: nobody read it
 
 
 @bp.errorhandler(FormError)
@@ -54,12 +55,8 @@ def token_matches(portal: Portal | None, token: str | None) -> bool:
 
 
 def settings() -> B24Settings:
-    found = B24Settings.from_config(current_app.config)
-    if found.public_url:
-        return found
-    # Without LOYALTY_PUBLIC_URL, handlers point where Bitrix24 just reached us.
-    return B24Settings(found.client_id, found.client_secret, found.oauth_url,
-                       request.url_root.rstrip("/"), found.config)
+    # LOYALTY_PUBLIC_URL, or the address a configured proxy forwarded: never the inner one.
+    return public_url.for_request(B24Settings.from_config(current_app.config))
 
 
 def admit(auth: InboundAuth, domain: str | None) -> tuple[Portal | None, Proof]:
@@ -74,7 +71,7 @@ def admit(auth: InboundAuth, domain: str | None) -> tuple[Portal | None, Proof]:
     if portal is not None and portal.status == "active" and portal.application_token \
             and not token_matches(portal, auth.application_token):
         raise ProofError(401, "unauthorized", "Неверный application_token")
-    found = settings()
+    found = B24Settings.from_config(current_app.config)
     session = current_app.extensions.get("b24_session")
     proof = prove_token(auth.access_token, auth.member_id, domain, auth.server_endpoint,
                         found.client_id, found.oauth_url, session)
@@ -113,7 +110,8 @@ def install():
         Portal.update(installed_by_user_id=report.user_id).where(Portal.id == portal.id).execute()
     except B24Error as exc:
         failure = f"{exc.code}: {exc.description}"
-    ok = report is not None and report.ok
+    # Finished once the activities are in; refused optional writes are shown (and repaired later).
+    ok = report is not None and report.activities_ok
     log.info("install on %s: %s", portal.member_id, report.summary() if report else failure)
     if req.is_frame:
         return render_template("b24/install.html", ok=ok, report=report, failure=failure,
