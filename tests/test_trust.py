@@ -174,3 +174,39 @@ def test_the_token_store_lock_is_the_databases(app, installed):
     store = PortalTokenStore()
     with store.lock(MEMBER):
         assert db.in_transaction()
+
+
+# --- hygiene: request limits and the secret key -----------------------------------------------
+
+def test_a_body_over_the_limit_is_413_with_the_usual_error_body(client, api):
+    huge = b'{"phone": "' + b"7" * (2 * 1024 * 1024) + b'"}'
+    response = client.post("/api/v1/cards", data=huge, content_type="application/json",
+                           headers=api.headers("k1"))
+    assert response.status_code == 413
+    assert set(response.get_json()["error"]) == {"code", "message", "fields"}
+    form = client.post("/b24/events", data={"event": "x" * (2 * 1024 * 1024)})
+    assert form.status_code == 413 and form.get_json()["error"]["code"]
+
+
+def test_json_nested_too_deep_is_400_not_500(client, api):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/cards", data=deep, content_type="application/json",
+                           headers=api.headers("k2"))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "json_too_deep"
+    fine = client.post("/api/v1/cards", json={"phone": "[[[{{{", "last_name": "]]]"},
+                       headers=api.headers("k3"))
+    assert fine.status_code == 422  # brackets inside strings do not count
+
+
+def test_without_a_secret_key_every_process_shares_one_kept_key(tmp_path, database_url):
+    from api import create_app
+
+    path = tmp_path / "instance" / "secret_key"
+    config = {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY_FILE": str(path)}
+    first, second = create_app(dict(config)), create_app(dict(config))
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) >= 32 and oct(path.stat().st_mode & 0o777) == "0o600"
+    path.chmod(0o644)
+    with pytest.raises(RuntimeError, match="readable by others"):
+        create_app(dict(config))
