@@ -131,6 +131,7 @@ def test_a_refresh_never_puts_secrets_where_urllib3_logs_them(app, installed, ca
         settings = B24Settings.from_config({**app.config, "B24_OAUTH_URL": server.url})
         assert client_for(Portal.get_by_id(installed.id), settings).call("profile")
         assert server.state["refreshes"] == 1
+        proof.app_info(server.url, "access-2")  # the install's proof, the same way
     logged = caplog.text
     assert "urllib3.connectionpool" in logged and "/oauth/token/" in logged
     for secret in ("client-secret-xyz", "refresh-1", "refresh-2", "access-2", "stale"):

@@ -124,3 +124,14 @@ def test_the_installers_frame_heals_dead_stored_tokens(frame_user, installed):
     Portal.update(refresh_token="dead", token_expires_at=None).execute()
     frame_user.login(MANAGER)  # someone else's tokens never replace the app's
     assert Portal.get_by_id(installed.id).refresh_token == "dead"
+
+
+@pytest.mark.parametrize("path, status", [("/b24/app", 401), ("/b24/app/clients/abc", 404)])
+def test_an_error_page_says_it_once_and_as_an_error(frame_user, path, status):
+    frame_user.login(ADMIN)
+    page = frame_user.client.get(path) if status == 401 else frame_user.get(path)
+    body = text(page)
+    assert page.status_code == status
+    assert 'class="lp-alert lp-alert--error' in body and "lp-alert--ok" not in body
+    message = re.search(r"<p>([^<]+)</p>", body)[1]
+    assert body.count(message) == 1
