@@ -211,3 +211,23 @@ def test_without_a_secret_key_every_process_shares_one_kept_key(tmp_path, databa
     path.chmod(0o644)
     with pytest.raises(RuntimeError, match="readable by others"):
         create_app(dict(config))
+
+
+def test_a_call_of_the_installer_heals_a_dead_stored_pair(client, b24, installed):
+    Portal.update(refresh_token="dead", token_expires_at=1).execute()
+    b24.tokens.add("run-as-user-token")  # genuine: the OAuth server vouches for it
+    post_form(client, "/b24/activities/loyalty_card_info", workflow_form("loyalty_card_info"))
+    stored = Portal.get_by_id(installed.id)
+    assert (stored.access_token, stored.refresh_token) == ("run-as-user-token", "run-as-refresh")
+
+
+def test_tokens_of_a_call_are_kept_only_when_the_oauth_server_vouches(client, b24, installed):
+    Portal.update(refresh_token="dead", token_expires_at=1).execute()  # "run-as-user-token"
+    post_form(client, "/b24/activities/loyalty_card_info",  # is not genuine here
+              workflow_form("loyalty_card_info"))
+    assert Portal.get_by_id(installed.id).refresh_token == "dead"
+    Portal.update(token_expires_at=2_000_000_000).execute()  # fresh: nothing is even asked
+    b24.oauth_requests.clear()
+    post_form(client, "/b24/activities/loyalty_card_info",
+              workflow_form("loyalty_card_info", token="another|run|token"))
+    assert b24.oauth_requests == []
