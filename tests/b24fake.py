@@ -7,7 +7,7 @@ Each method refuses what the real one refuses, as its page in bitrix-tools/b24-r
 20 characters for crm.contact.userfield.add, bad codes, names and handler URLs for
 bizproc.activity/robot.add, unknown events for event.bind, empty arguments for
 placement.bind, an empty user or message for im.*, missing fields for crm.timeline.*,
-more than 50 commands or a nested batch for batch. Every answer carries `time` with the
+commands past the 50th or a nested batch in a batch (and `halt` stops at the first failure). Every answer carries `time` with the
 method's `operating` seconds in the rolling 10-minute window (limits doc §B1), and a
 method over OPERATING_MAX_S is refused with 429 OPERATION_TIME_LIMIT."""
 from __future__ import annotations
@@ -93,19 +93,25 @@ class FakePortal:
             "status": "L", "scope": "crm,bizproc,im,user_brief,placement", "user_id": 1})
 
     def _batch_call(self, body):
-        commands = body.get("cmd") or {}
-        if len(commands) > BATCH_MAX:
-            return 400, {"error": "ERROR_BATCH_LENGTH_EXCEEDED",
-                         "error_description": f"Max batch length exceeded {BATCH_MAX}"}
-        if any(c.partition("?")[0].lower() == "batch" for c in commands.values()):
-            return 405, {"error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
-                         "error_description": "Method is not allowed for batch usage"}
         return 200, {"result": self._batch(body), "time": self._time("batch")}
 
     def _batch(self, body):
+        """settings/how-to-call-rest-api/batch.md: commands past the 50th and nested batches
+        fail one by one; `halt` stops at the first failure (the rest never run)."""
         results, errors, times = {}, {}, {}
-        for key, command in (body.get("cmd") or {}).items():
+        halt = str(body.get("halt", 0)).lower() in ("1", "true")
+        for n, (key, command) in enumerate((body.get("cmd") or {}).items()):
+            if halt and errors:
+                break
             method, _, query = command.partition("?")
+            if n >= BATCH_MAX:
+                errors[key] = {"error": "ERROR_BATCH_LENGTH_EXCEEDED",
+                               "error_description": f"Max batch length exceeded {BATCH_MAX}"}
+                continue
+            if method.lower() == "batch":
+                errors[key] = {"error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                               "error_description": "Method is not allowed for batch usage"}
+                continue
             params = self._resolve(parse_brackets(parse_qsl(query, keep_blank_values=True)), results)
             if self.failures.get(method):
                 _, error = self.failures[method].pop(0)
