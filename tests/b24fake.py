@@ -7,9 +7,10 @@ Each method refuses what the real one refuses, as its page in bitrix-tools/b24-r
 20 characters for crm.contact.userfield.add, bad codes, names and handler URLs for
 bizproc.activity/robot.add, unknown events for event.bind, empty arguments for
 placement.bind, an empty user or message for im.*, missing fields for crm.timeline.*,
-commands past the 50th or a nested batch in a batch (and `halt` stops at the first failure). Every answer carries `time` with the
-method's `operating` seconds in the rolling 10-minute window (limits doc §B1), and a
-method over OPERATING_MAX_S is refused with 429 OPERATION_TIME_LIMIT."""
+commands past the 50th or a nested batch in a batch (`halt` stops at the first failure).
+Every answer carries `time` with the method's `operating` seconds in the rolling 10-minute
+window (limits doc §B1), and a method over OPERATING_MAX_S is refused with 429
+OPERATION_TIME_LIMIT."""
 from __future__ import annotations
 
 import json
@@ -130,7 +131,8 @@ class FakePortal:
     def operating(self, method: str) -> float:
         """Seconds this app spent in `method` over the last 10 minutes."""
         now = self.clock()
-        spans = [(at, s) for at, s in self._operating.get(method, []) if at > now - OPERATING_WINDOW_S]
+        spans = [(at, s) for at, s in self._operating.get(method, [])
+                 if at > now - OPERATING_WINDOW_S]
         self._operating[method] = spans
         return sum(s for _, s in spans)
 
@@ -264,7 +266,8 @@ class FakePortal:
         event, handler = str(p.get("event") or "").upper(), p.get("handler")
         if not event:
             return self.refuse("ERROR_EVENT_NOT_FOUND", "Event not found")
-        kept = [(e, h) for e, h in self.events if not (e == event and (not handler or h == handler))]
+        kept = [(e, h) for e, h in self.events
+                if not (e == event and (not handler or h == handler))]
         count, self.events = len(self.events) - len(kept), kept
         return self.ok({"count": count})
 
@@ -346,7 +349,8 @@ class FakePortal:
 
     def m_crm_timeline_logmessage_add(self, p):
         fields = p.get("fields") or {}
-        if any(not fields.get(k) for k in ("entityTypeId", "entityId", "title", "text", "iconCode")):
+        required = ("entityTypeId", "entityId", "title", "text", "iconCode")
+        if any(not fields.get(k) for k in required):
             return self.refuse("100", "Required fields are missing")
         self._next_id += 1
         return self.ok({"logMessage": {"id": self._next_id, **fields}})
