@@ -320,20 +320,25 @@ class FakePortal:
         self.fields[name] = {**fields, "FIELD_NAME": name}
         return self.ok(len(self.fields))
 
+    def _crm_get(self, store, p):
+        """crm.contact.get / crm.deal.get: an id that is not a positive integer, or none."""
+        ident = str(p.get("id") or p.get("ID") or "")
+        if not ident.isdigit() or int(ident) <= 0:
+            return self.refuse("", "ID is not defined or invalid.")
+        row = store.get(int(ident))
+        return self.ok(row) if row is not None else self.refuse("", "Not found")
+
     def m_crm_contact_get(self, p):
-        contact = self.contacts.get(int(p.get("id") or 0))
-        if contact is None:
-            return 400, {"error": "", "error_description": "Not found"}
-        return self.ok(contact)
+        return self._crm_get(self.contacts, p)
 
     def m_crm_deal_get(self, p):
-        deal = self.deals.get(int(p.get("id") or 0))
-        if deal is None:
-            return 400, {"error": "", "error_description": "Not found"}
-        return self.ok(deal)
+        return self._crm_get(self.deals, p)
 
     def m_crm_contact_update(self, p):
-        contact = self.contacts.get(int(p["id"]))
+        if not isinstance(p.get("fields"), dict):
+            return self.refuse("", "Parameter 'fields' must be array.")
+        ident = str(p.get("id") or "")
+        contact = self.contacts.get(int(ident)) if ident.isdigit() else None
         if contact is None:
             return 400, {"error": "", "error_description": "Contact is not found"}
         contact.update(self._known(p["fields"]))
