@@ -24,6 +24,9 @@ from activities.forms import parse_brackets
 
 ENDPOINT = "https://example.bitrix24.com/rest/"
 OAUTH = "https://oauth.bitrix.info/oauth/token/"
+OAUTH_HOSTS = ("oauth.bitrix.info", "oauth.bitrix24.tech")
+CLIENT_ID = "local.6790a1b2c3d4e5.12345678"  # the app's, as tests/conftest.py configures it
+DOMAIN = "example.bitrix24.com"
 OPERATING_MAX_S = 480  # per method and app in 10 minutes (limits doc, the docs' worked example)
 OPERATING_WINDOW_S = 600
 BATCH_MAX = 50
@@ -50,6 +53,10 @@ class FakePortal:
         self.requests = 0  # HTTP requests to the portal
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
         self.refreshes = 0
+        self._token = None  # the token of the request being answered
+        self.oauth_host = "oauth.bitrix.info"  # the OAuth server this portal belongs to
+        self.oauth_requests: list[str] = []  # URLs asked at either OAuth server
+        self.admins = {1}  # user ids for whom user.admin answers true
         self.lose_answers: dict[str, int] = {}  # method -> requests that run, then time out
         self._next_id = 100
         self.notifications: list[dict] = []  # im.notify.*: a new TAG removes the older ones
@@ -59,14 +66,24 @@ class FakePortal:
         self._operating: dict[str, list[tuple[float, float]]] = {}  # method -> (at, seconds)
         rsps.add_callback(responses.POST, re.compile(re.escape(ENDPOINT) + r"[\w.]+"),
                           callback=self._http)
-        rsps.add_callback(responses.GET, re.compile(re.escape(OAUTH) + ".*"), callback=self._oauth)
+        for host in OAUTH_HOSTS:
+            # POST only: we send secrets in the body, and a GET with them in the query
+            # string must fail loudly here rather than leak quietly in production.
+            rsps.add_callback(responses.POST, f"https://{host}/oauth/token/", callback=self._oauth)
+            rsps.add_callback(responses.POST, f"https://{host}/rest/app.info",
+                              callback=self._oauth_app_info)
+
+    def user_of(self, token) -> int:
+        """Whose token it is (subclasses with several users override this)."""
+        return 1
 
     # -- wire ----------------------------------------------------------------------------------
     def _http(self, request):
         self.requests += 1
         method = urlparse(request.url).path.rsplit("/", 1)[-1]
         body = json.loads(request.body or "{}")
-        if body.pop("auth", None) not in self.tokens:
+        self._token = body.pop("auth", None)
+        if self._token not in self.tokens:
             return 401, {}, json.dumps({"error": "expired_token",
                                         "error_description": "The access token provided has expired."})
         if self.failures.get(method):
@@ -81,8 +98,26 @@ class FakePortal:
             raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
         return status, {}, json.dumps(payload)
 
+    def _oauth_app_info(self, request):
+        """app.info at the OAuth server: who the token belongs to (b24pysdk's shape)."""
+        self.oauth_requests.append(request.url)
+        token = dict(parse_qsl(request.body or "")).get("auth")
+        if urlparse(request.url).hostname != self.oauth_host or token not in self.tokens:
+            return 401, {}, json.dumps({"error": "invalid_token",
+                                        "error_description": "Unable to get application by token"})
+        return 200, {}, json.dumps({"result": {
+            "client_id": CLIENT_ID, "scope": "crm,bizproc,im,user_brief,placement",
+            "expires": "2027-01-01T01:00:00+00:00", "user_id": self.user_of(token),
+            "install": {"installed": True, "version": 1, "status": "L",
+                        "scope": "crm,bizproc,im,user_brief,placement", "domain": DOMAIN,
+                        "uri": f"https://{DOMAIN}", "client_endpoint": ENDPOINT,
+                        "member_id": MEMBER, "member_type": "B"}}, "time": {}})
+
     def _oauth(self, request):
-        query = dict(parse_qsl(urlparse(request.url).query))
+        self.oauth_requests.append(request.url)
+        query = dict(parse_qsl(request.body or ""))
+        if urlparse(request.url).hostname != self.oauth_host:
+            return 401, {}, json.dumps({"error": "invalid_client", "error_description": "other"})
         if query.get("grant_type") != "refresh_token" or query.get("refresh_token") != "refresh-1":
             return 400, {}, json.dumps({"error": "invalid_grant", "error_description": "bad"})
         self.refreshes += 1
@@ -90,7 +125,7 @@ class FakePortal:
         return 200, {}, json.dumps({
             "access_token": "access-2", "refresh_token": "refresh-2", "expires": 1767232800,
             "expires_in": 3600, "domain": "oauth.bitrix.info", "member_id": MEMBER,
-            "server_endpoint": "https://oauth.bitrix.info/rest/", "client_endpoint": ENDPOINT,
+            "server_endpoint": f"https://{self.oauth_host}/rest/", "client_endpoint": ENDPOINT,
             "status": "L", "scope": "crm,bizproc,im,user_brief,placement", "user_id": 1})
 
     def _batch_call(self, body):
@@ -178,6 +213,9 @@ class FakePortal:
 
     def m_user_current(self, p):
         return self.ok({"ID": "1", "NAME": "Admin", "ADMIN": True})
+
+    def m_user_admin(self, p):
+        return self.ok(self.user_of(self._token) in self.admins)
 
     def m_app_info(self, p):
         return self.ok({"ID": 7, "CODE": "local.loyalty", "INSTALLED": True})
