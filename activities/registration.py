@@ -14,6 +14,8 @@ from activities.definitions import ACTIVITIES, ROBOT_SUFFIX, descriptor
 from activities.portals import B24Settings
 
 EVENTS = ("ONAPPINSTALL", "ONAPPUNINSTALL", "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE")
+# Also queued in the portal while we are down (no handler; scheduler.offline drains them).
+OFFLINE_EVENTS = ("ONCRMCONTACTUPDATE", "ONCRMCONTACTDELETE")
 # CRM card tabs: (placement code, our handler path, title ru/en).
 PLACEMENTS = (("CRM_CONTACT_DETAIL_TAB", "/b24/placements/contact", ("Бонусы", "Bonuses")),
               ("CRM_DEAL_DETAIL_TAB", "/b24/placements/deal", ("Бонусы", "Bonuses")))
@@ -30,6 +32,7 @@ class Report:
     fields_created: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     user_id: int | None = None
+    offline: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -38,7 +41,8 @@ class Report:
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.bound)} events "
                 f"bound, {len(self.placements)} tabs bound, {len(self.fields_created)} contact "
-                f"fields created, {len(self.errors)} errors")
+                f"fields created, {len(self.errors)} errors"
+                + (f", {len(self.offline)} offline event queues bound" if self.offline else ""))
 
 
 def register(client: B24Client, settings: B24Settings, user_id: int | None = None) -> Report:
@@ -67,7 +71,8 @@ def _read_state(client: B24Client) -> dict:
         "user_id": int(result.result("me")["ID"]),
         "activities": set(result.result("activities") or []),
         "robots": set(result.result("robots") or []),
-        "events": {(e.get("event", "").upper(), e.get("handler")) for e in events},
+        "events": {(e.get("event", "").upper(),
+                    "offline" if str(e.get("offline")) == "1" else e.get("handler")) for e in events},
         "placements": {(p.get("placement"), p.get("handler"))
                        for p in result.result("placements") or []},
         "fields": {name for name, _, _ in USER_FIELDS if result.result(f"uf_{name}")},
@@ -98,6 +103,10 @@ def _event_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
         if (event, handler) not in seen["events"]:
             writes[f"bind_{event}"] = ("event.bind", {"event": event, "handler": handler})
             report.bound.append(event)
+    for event in OFFLINE_EVENTS:
+        if (event, "offline") not in seen["events"]:
+            writes[f"offline_{event}"] = ("event.bind", {"event": event, "event_type": "offline"})
+            report.offline.append(event)
     return writes
 
 

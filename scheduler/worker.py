@@ -15,7 +15,7 @@ from activities.portals import B24Settings
 from activities.runner import run_due
 from api.db import connection
 from notifications import delivery
-from scheduler import daily, sync
+from scheduler import daily, offline, sync
 from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
@@ -45,6 +45,7 @@ class Worker:
             runs = run_due(self.settings, now=now, session=session)
             sent = deliver_due(self.settings, now=now, session=session)
             delivery.deliver_due(self.app.config, now=now, session=session)
+            offline.tick(self.settings, now=now, session=session)  # lost events, merges
             sync.process_contact_events(self.settings, now=now, session=session)
         return runs, sent
 
