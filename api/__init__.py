@@ -64,9 +64,10 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def _register_bitrix24(app: Flask) -> None:
-    from activities import cli, views
+    from activities import cli, public_url, views
     from scheduler import worker
 
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)
@@ -87,11 +88,13 @@ def _register_pages(app: Flask) -> None:
 def _register_api(app: Flask) -> None:
     from flask_smorest import Api
 
-    from api.views import cards, data, docs, health, notifications, operations, rules
+    from api.views import (cards, client, client_site, data, docs, health, notifications,
+                           operations, rules, webhooks)
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, notifications, health, data):
+    for module in (cards, operations, rules, notifications, health, data, client, client_site,
+                   webhooks):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api

@@ -21,6 +21,7 @@ from activities.portals import B24Settings, client_for
 from api.clock import utcnow
 from api.data import merges
 from api.models import B24Event, Card, Portal
+from background import lanes
 
 log = logging.getLogger(__name__)
 DELETE_EVENT = "ONCRMCONTACTDELETE"
@@ -31,7 +32,8 @@ def process_deletes(settings: B24Settings, *, now: datetime | None = None, sessi
     """Settle pending delete events, at most one batch per portal per tick."""
     now = now or utcnow()
     pending = (B24Event.select(B24Event.portal).distinct()
-               .where((B24Event.event == DELETE_EVENT) & B24Event.processed_at.is_null()))
+               .where((B24Event.event == DELETE_EVENT) & B24Event.processed_at.is_null()
+                      & ~B24Event.portal.in_(lanes.paused_ids(lanes.B24, now))))
     return sum(_portal(Portal.get_by_id(row.portal_id), settings, now, session)
                for row in pending)
 

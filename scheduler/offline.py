@@ -31,6 +31,7 @@ from activities.registration import OFFLINE_EVENTS
 from api.clock import utcnow
 from api.db import db
 from api.models import B24Event, OfflineQueue, Portal
+from background import lanes
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 50  # event.offline.get's default and what one reply is built for
@@ -43,7 +44,9 @@ def drain(settings: B24Settings, *, now: datetime | None = None, session=None) -
     now = now or utcnow()
     total = 0
     portals = Portal.select().where((Portal.status == "active") & Portal.access_token.is_null(False)
-                                    & (Portal.access_token != "")).order_by(Portal.id)
+                                    & (Portal.access_token != "")
+                                    & ~Portal.id.in_(lanes.paused_ids(lanes.B24, now))  # blocked
+                                    ).order_by(Portal.id)
     for portal in portals:
         if not _due(portal, now):
             continue

@@ -25,7 +25,7 @@ def crm(app, b24, installed):
 
     settings = B24Settings.from_config(app.config)
     assert register(client_for(installed, settings), settings, 1).offline == [
-        "ONCRMCONTACTUPDATE", "ONCRMCONTACTDELETE"]
+        "ONCRMCONTACTUPDATE (offline)", "ONCRMCONTACTDELETE (offline)"]
     OfflineQueue.create(portal=installed, updated_at=NOW - timedelta(hours=1))  # polled before
     b24.add_contact(42)
     b24.add_contact(43, NAME="Ольга", LAST_NAME="Смирнова",
