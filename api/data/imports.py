@@ -304,39 +304,44 @@ def run(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
         on_outcome: Callable[[Outcome], None] | None = None,
         progress: Callable[[str], None] | None = None) -> Report:
     """Read the CSV once; return the report (every line also goes to `on_outcome`)."""
-    now = now or utcnow()
-    rules, known = rules_mod.load(portal), known_categories(portal, categories)
-    dialect, rows = open_rows(stream)
-    report, seen, pending = Report(dialect, apply), {}, []
-
-    def flush():
-        for outcome, brings in _chunk(portal, pending, rules, apply, actor, now):
-            _emit(report, outcome, on_outcome, brings)
-        pending.clear()
-
-    for number, raw in rows:
-        parsed = parse_line(number, raw, rules, known, now.date())
-        if isinstance(parsed, Outcome):
-            _emit(report, parsed, on_outcome)
-        elif parsed.number in seen:
-            _emit(report, _refused(number, parsed.number, "duplicate_phone",
-                                   f"Этот телефон уже был в строке {seen[parsed.number]}."),
-                  on_outcome)
-        else:
-            seen[parsed.number] = number
-            pending.append(parsed)
-            if len(pending) >= CHUNK_ROWS:
-                flush()
-        if progress and number % PROGRESS_EVERY == 0:
-            progress(f"{report.lines + len(pending):,} lines read…")
-    flush()
+    dialect, outcomes = outcomes_of(portal, stream, apply=apply, actor=actor,
+                                    categories=categories, now=now, progress=progress)
+    report = Report(dialect, apply)
+    for outcome, brings in outcomes:
+        report.add(outcome, brings)
+        if on_outcome is not None:
+            on_outcome(outcome)
     return report
 
 
-def _emit(report: Report, outcome: Outcome, on_outcome, brings: int = 0) -> None:
-    report.add(outcome, brings)
-    if on_outcome is not None:
-        on_outcome(outcome)
+def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
+                categories: list[str] | None = None, now: datetime | None = None,
+                progress: Callable[[str], None] | None = None):
+    """The file's dialect, and its lines' (outcome, balance it brings) one chunk at a time."""
+    now = now or utcnow()
+    rules, known = rules_mod.load(portal), known_categories(portal, categories)
+    dialect, rows = open_rows(stream)
+
+    def outcomes():
+        seen, pending, lines = {}, [], 0
+        for number, raw in rows:
+            lines += 1
+            parsed = parse_line(number, raw, rules, known, now.date())
+            if isinstance(parsed, Outcome):
+                yield parsed, 0
+            elif parsed.number in seen:
+                yield _refused(number, parsed.number, "duplicate_phone",
+                               f"Этот телефон уже был в строке {seen[parsed.number]}."), 0
+            else:
+                seen[parsed.number] = number
+                pending.append(parsed)
+                if len(pending) >= CHUNK_ROWS:
+                    yield from _chunk(portal, pending, rules, apply, actor, now)
+                    pending.clear()
+            if progress and lines % PROGRESS_EVERY == 0:
+                progress(f"{lines:,} lines read…")
+        yield from _chunk(portal, pending, rules, apply, actor, now)
+    return dialect, outcomes()
 
 
 REPORT_HEADER = ("line", "phone", "status", "status_ru", "reason_code", "reason", "card")
