@@ -138,6 +138,24 @@ def _csv(name: str, header, rows) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+@bp.route("/reconcile", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def reconcile_now():
+    """Compare our card, balance and tier with every contact now; show what was repaired."""
+    from activities.b24client import B24Error
+    from scheduler import reconcile
+
+    try:
+        result = reconcile.reconcile(g.portal, web.b24_settings(), actor=g.viewer.actor,
+                                     session=current_app.extensions.get("b24_session"))
+    except B24Error as exc:
+        raise PageError(502, f"Битрикс24 не ответил: {exc.code} {exc.description}")
+    return web.render("data.html", active="data", report=None, reconciled=result,
+                      trail=list(audit.entries(g.portal).limit(AUDIT_SHOWN)),
+                      start=date.today().replace(day=1), end=date.today())
+
+
 @bp.route("/cards.csv", methods=["GET"])
 @viewer_required
 @roles.require(roles.MANAGE)

@@ -25,7 +25,7 @@ from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
 from notifications import delivery
-from scheduler import daily, offline, sync
+from scheduler import daily, offline, reconcile, sync
 from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
@@ -89,6 +89,7 @@ class Worker:
     def nightly_sync(self) -> None:
         with connection():
             sync.sync_all(self.settings, progress=log.info)
+            reconcile.reconcile_all(self.settings)  # then our fields on every contact
 
     def holds_lock(self) -> bool:
         with self._lease_guard, connection():

@@ -81,3 +81,19 @@ def test_only_admins_see_it(frame_user, installed):
     assert frame_user.get("/b24/app/data").status_code == 403
     response = frame_user.post("/b24/app/data/import", {"file": (io.BytesIO(CSV), "c.csv")})
     assert response.status_code == 403 and not Card.select().exists()
+
+
+def test_reconcile_from_the_page_shows_the_repairs(admin, installed, b24p):
+    from test_sync import ListingPortal
+
+    from api.ledger import cards
+
+    cards.create_card(installed, {"phone": "+79161234567", "last_name": "Петрова",
+                                  "first_name": "Анна", "client_category": "Врач",
+                                  "contact_id": 42}, actor="t")
+    b24p.add_contact(42)
+    b24p.m_crm_contact_list = ListingPortal.m_crm_contact_list.__get__(b24p)
+    b24p.listing, b24p._row = None, ListingPortal._row.__get__(b24p)
+    page = admin.post("/b24/app/data/reconcile", {})
+    assert page.status_code == 200, text(page)
+    assert "1 repaired" in text(page) and "контакт 42" in text(page)
