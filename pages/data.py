@@ -15,9 +15,10 @@ from datetime import date, timedelta
 
 from flask import Response, current_app, g, request, stream_with_context
 
-from api.data import audit, csvout, exports, imports
+from api.data import audit, csvout, exports, forget, imports, merges
 from api.data.csvsource import SourceError
 from api.db import connection
+from api.ledger.errors import LedgerError
 from pages import roles, web
 from pages.frame import PageError, viewer_required
 
@@ -154,6 +155,56 @@ def reconcile_now():
     return web.render("data.html", active="data", report=None, reconciled=result,
                       trail=list(audit.entries(g.portal).limit(AUDIT_SHOWN)),
                       start=date.today().replace(day=1), end=date.today())
+
+
+def _card(number: str):
+    from api.ledger.cards import find_by_phone
+
+    try:
+        return find_by_phone(g.portal, number)
+    except LedgerError as exc:
+        raise PageError(404, exc.message)
+
+
+def _described(card) -> str:
+    name = " ".join(p for p in (card.last_name, card.first_name) if p) or "—"
+    return f"#{card.id} {card.number}, {name}, {web.money(card.balance_kop)} бонусов, {card.tier}"
+
+
+@bp.route("/cards/<number>/merge", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def merge(number: str):
+    """The client's page: "merge into" another card, confirmed with both cards shown."""
+    source, target = _card(number), _card(web.form_text("into", 40))
+    if not web.confirmed():
+        return web.confirm("Объединить карты", [("Закрыть карту", _described(source)),
+                                                ("Перенести на карту", _described(target))],
+                           web.page_url("pages_data.merge", number=source.number),
+                           {"into": target.number},
+                           web.page_url("pages_clients.show", number=source.number))
+    try:
+        merges.merge_cards(g.portal, source, target, actor=g.viewer.actor)
+    except LedgerError as exc:
+        raise PageError(409, exc.message)
+    return web.redirect_to("pages_clients.show", "merged", number=target.number)
+
+
+@bp.route("/cards/<number>/forget", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def forget_client(number: str):
+    """152-FZ: erase the client's personal data; the ledger stays under a pseudonym."""
+    card, reason = _card(number), web.form_text("reason", forget.REASON_MAX_LEN)
+    if not reason:
+        raise PageError(422, "Укажите основание (номер заявления).")
+    if not web.confirmed():
+        return web.confirm("Забыть клиента", [("Карта", _described(card)), ("Основание", reason)],
+                           web.page_url("pages_data.forget_client", number=card.number),
+                           {"reason": reason}, web.page_url("pages_clients.show", number=card.number))
+    forget.anonymise(g.portal, card.number, actor=g.viewer.actor, reason=reason,
+                     source=request.remote_addr)
+    return web.redirect_to("pages_data.show", "forgotten")
 
 
 @bp.route("/cards.csv", methods=["GET"])

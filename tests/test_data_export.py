@@ -120,3 +120,16 @@ def test_a_page_action_is_recorded_but_its_confirmation_is_not(installed, b24p, 
     row = AuditEntry.get()
     assert row.action == "POST /b24/app/clients/<number>/adjust"
     assert row.actor.startswith("b24:user_1") and row.target.startswith("card:")
+
+
+def test_merge_through_the_api_moves_the_balance_once(api):
+    a = api.new_card(phone="+79161111111")["number"]
+    b = api.new_card(phone="+79162222222")["number"]
+    api.op(a, "adjustments", {"amount": "50", "reason": "старт"})
+    for _ in range(2):
+        response = api.post(f"/api/v1/cards/{a}/merge", json={"into": b})
+        assert response.status_code == 200, response.json
+        assert response.json["number"] == b and response.json["balance"] == "50.00"
+    assert api.post(f"/api/v1/cards/{b}/merge", json={"into": b}).status_code == 409
+    assert api.post(f"/api/v1/cards/{b}/merge", json={}).status_code == 422
+    assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1

@@ -97,3 +97,43 @@ def test_reconcile_from_the_page_shows_the_repairs(admin, installed, b24p):
     page = admin.post("/b24/app/data/reconcile", {})
     assert page.status_code == 200, text(page)
     assert "1 repaired" in text(page) and "контакт 42" in text(page)
+
+
+def test_merge_by_hand_shows_both_cards_then_merges_once(admin, installed):
+    from api.ledger import cards, operations
+
+    a, _ = cards.create_card(installed, {"phone": "+79161111111", "last_name": "Иванова",
+                                         "first_name": "Мария", "client_category": "Врач"},
+                             actor="t")
+    b, _ = cards.create_card(installed, {"phone": "+79162222222", "last_name": "Иванова",
+                                         "first_name": "Мария", "client_category": "Врач"},
+                             actor="t")
+    operations.adjust(installed, a.number, 5000, key="k", actor="t", reason="старт")
+    page = text(admin.get(f"/b24/app/clients/{a.number}"))
+    assert 'id="merge-form"' in page and 'id="forget-form"' in page
+    confirm = admin.post(f"/b24/app/data/cards/{a.number}/merge", {"into": "8 916 222-22-22"})
+    body = text(confirm)
+    assert "Подтвердите действие" in body and f"#{a.id} {a.number}" in body and f"#{b.id}" in body
+    assert Card.get_by_id(a.id).status == "active"
+    for _ in range(2):
+        done = admin.post(f"/b24/app/data/cards/{a.number}/merge",
+                          {"into": b.number, "confirmed": "1"})
+        assert done.status_code == 303 and "m=merged" in done.location
+    assert (Card.get_by_id(a.id).status, Card.get_by_id(b.id).balance_kop) == ("closed", 5000)
+    assert Entry.select().where(Entry.kind == "transfer").count() == 2
+    assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1
+
+
+def test_forget_from_the_client_page(admin, installed):
+    from api.ledger import cards
+
+    card, _ = cards.create_card(installed, {"phone": "+79161111111", "last_name": "Иванова",
+                                            "first_name": "Мария", "client_category": "Врач"},
+                                actor="t")
+    confirm = admin.post(f"/b24/app/data/cards/{card.number}/forget", {"reason": "Заявление 5"})
+    assert "Подтвердите действие" in text(confirm)
+    done = admin.post(f"/b24/app/data/cards/{card.number}/forget",
+                      {"reason": "Заявление 5", "confirmed": "1"})
+    assert done.status_code == 303 and "m=forgotten" in done.location
+    forgotten = Card.get_by_id(card.id)
+    assert forgotten.number.startswith("anon") and forgotten.last_name is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from activities.contacts import UF_BALANCE, UF_CARD, UF_TIER, fields_update
 from api.clock import utcnow
 from api.data import audit
 from api.db import db
@@ -48,6 +49,8 @@ def follow(portal: Portal, card: Card, survivor_id: int, deleted_id: int, *, act
         other = Card.get_or_none((Card.portal == portal) & (Card.contact_id == survivor_id))
         if other is None:
             Card.update(contact_id=survivor_id, updated_at=now).where(Card.id == card.id).execute()
+            _write_fields(portal, f"merge:card{card.id}:c{survivor_id}:fields",
+                          Card.get_by_id(card.id), None)
             _tell(portal, card, f"merge:card{card.id}:c{survivor_id}",
                   f"Контакт {deleted_id} объединён с контактом {survivor_id}: бонусная карта "
                   f"#{card.id} теперь у контакта {survivor_id}.", now)
@@ -77,6 +80,8 @@ def merge_cards(portal: Portal, source: Card, target: Card, *, actor: str,
         _transfer(portal, source, target, actor, now)
         Card.update(status=CLOSED, contact_id=None, updated_at=now).where(
             Card.id == source.id).execute()
+        _write_fields(portal, f"merge:card{source.id}:fields", Card.get_by_id(target.id),
+                      source.contact_id if source.contact_id != target.contact_id else None)
         CardMark.insert(card=source, kind=MERGED, other=target, created_at=now
                         ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.merge", target=audit.card_target(target),
@@ -123,6 +128,20 @@ def orphan(portal: Portal, card: Card, deleted_id: int, *, now: datetime | None 
               f"Контакт {deleted_id} удалён в Битрикс24. Бонусная карта #{card.id} "
               f"заблокирована, история бонусов сохранена.", now)
     return True
+
+
+def _write_fields(portal: Portal, key: str, card: Card, cleared_contact: int | None) -> None:
+    """Our fields on the contacts: the remaining card's new balance and tier; none on a
+    contact whose card was closed (a merge by hand leaves that contact in the CRM)."""
+    calls = {}
+    update = fields_update(card)
+    if update:
+        calls["fields"] = update
+    if cleared_contact:
+        calls["clear"] = ("crm.contact.update", {"id": cleared_contact, "fields": {
+            UF_CARD: "", UF_BALANCE: "", UF_TIER: ""}})
+    if calls and portal.client_endpoint and portal.status == "active":
+        enqueue(portal, key, calls)
 
 
 def _tell(portal: Portal, card: Card, key: str, text: str, now: datetime) -> None:
