@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import BinaryIO, Callable
 
+from activities.contacts import fields_update
 from api.clock import utcnow
 from api.data.csvsource import Dialect, open_rows
 from api.db import db
@@ -32,8 +33,10 @@ from api.ledger.money import MoneyError, format_kop, parse_kop
 from api.ledger.operations import IMPORT, lock_card, post
 from api.ledger.phones import PhoneError, is_mobile, normalize
 from api.models import Card, Contact, Entry, Portal
+from api.outbox import enqueue
 
 CHUNK_ROWS = 500
+BATCH_CALLS = 50  # one outbox row is one Bitrix24 batch
 PROGRESS_EVERY = 10_000
 REFUSALS_KEPT = 200  # kept for the summary on screen; the CSV report has every line
 CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
@@ -294,7 +297,22 @@ def _chunk(portal: Portal, lines: list[Line], rules, apply: bool, actor: str,
         created = _create_cards(portal, new, rules, now)
         for line, _ in new:
             _open(created[line.number], line, rules, actor, now)
+        if apply:
+            _write_fields(portal, [o.card for o, _ in done if o.status in (CREATED, UPDATED)])
     return done
+
+
+def _write_fields(portal: Portal, numbers: list[str]) -> None:
+    """Our fields (card, balance, tier) onto the contacts of the cards written, 50 to an
+    outbox row (one batch); the key is the first card's, unique as cards are imported once."""
+    if not numbers or portal.status != "active" or not portal.client_endpoint:
+        return
+    cards = list(Card.select().where((Card.portal == portal) & Card.number.in_(numbers)
+                                     & Card.contact_id.is_null(False)).order_by(Card.id))
+    for start in range(0, len(cards), BATCH_CALLS):
+        group = cards[start:start + BATCH_CALLS]
+        enqueue(portal, f"import:fields:card{group[0].id}:{len(group)}",
+                {f"c{card.id}": fields_update(card) for card in group})
 
 
 # --- the whole file ---------------------------------------------------------------------------
