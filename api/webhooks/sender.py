@@ -30,7 +30,7 @@ from api.clock import utcnow
 from api.db import db
 from api.models import (Portal, WebhookAttempt, WebhookDelivery, WebhookEvent,
                         WebhookSubscription)
-from api.queue import backoff
+from background.queue import backoff
 from api.webhooks import signing, urls
 
 log = logging.getLogger(__name__)
