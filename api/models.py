@@ -557,7 +557,6 @@ class WebhookDelivery(QueueRow):
                                    on_delete="CASCADE")
     event = ForeignKeyField(WebhookEvent, on_delete="CASCADE")
     stream = CharField(max_length=20, default="")
-    claim = CharField(max_length=32, null=True)  # which worker's pass claimed it
     # status (QueueRow): pending → sent | failed (retried for a day, then given up)
     last_status = IntegerField(null=True)
     last_error = TextField(null=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -93,19 +92,19 @@ def _free(now: datetime):
 
 
 def claim(now: datetime, limit: int) -> list[WebhookDelivery]:
-    """Claim due heads for CLAIM_S under a token of this pass; a racing worker's claim
-    on the same rows fails its conditions, so each row has one sender at a time."""
+    """Claim due heads for CLAIM_S in one statement; RETURNING says which this worker
+    won, so a racing worker never takes the same row."""
     D = WebhookDelivery
-    token = secrets.token_hex(8)
     ids = [row.id for row in _heads(now, limit)]
     if not ids:
         return []
-    D.update(claim=token, claimed_until=now + timedelta(seconds=CLAIM_S),
-             attempts=D.attempts + 1).where(
-        D.id.in_(ids) & (D.status == "pending") & _free(now)).execute()
+    won = [row.id for row in D.update(claimed_until=now + timedelta(seconds=CLAIM_S),
+                                      attempts=D.attempts + 1).where(
+        D.id.in_(ids) & (D.status == "pending") & _free(now)).returning(D.id).execute()]
+    if not won:
+        return []
     return list(D.select(D, WebhookEvent, WebhookSubscription).join(WebhookEvent)
-                .switch(D).join(WebhookSubscription)
-                .where((D.claim == token) & D.id.in_(ids)).order_by(D.id))
+                .switch(D).join(WebhookSubscription).where(D.id.in_(won)).order_by(D.id))
 
 
 def body_of(event: WebhookEvent) -> bytes:
