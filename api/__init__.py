@@ -80,12 +80,12 @@ def _register_api(app: Flask) -> None:
     from flask_smorest import Api
 
     from api.views import (cards, client, client_site, data, docs, health, notifications,
-                           operations, rules, webhooks)
+                           operations, product_rules, rules, webhooks)
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks):
+                   webhooks, product_rules):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api

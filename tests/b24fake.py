@@ -52,6 +52,9 @@ class FakePortal:
         self._reserved: dict[str, list[dict]] = {}  # process_id -> records taken, not cleared
         self.contacts: dict[int, dict] = {}
         self.deals: dict[int, dict] = {}
+        self.product_rows: dict[int, list[dict]] = {}  # deal id -> crm.deal.productrows.get rows
+        self.products: dict[int, dict] = {}  # catalog.product.get: id, iblockSectionId, …
+        self.scopes = {"crm", "bizproc", "im", "user_brief", "placement"}
         self.calls: list[tuple[str, dict]] = []  # every method run, batch sub-commands included
         self.requests = 0  # HTTP requests to the portal
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
@@ -381,6 +384,24 @@ class FakePortal:
 
     def m_crm_deal_get(self, p):
         return self._crm_get(self.deals, p)
+
+    def m_crm_deal_productrows_get(self, p):
+        # crm.deal.productrows.get: `id` required; an unknown deal is "Not found".
+        if not str(p.get("id") or "").isdigit():
+            return 400, {"error": "", "error_description": "The parameter id is invalid or not defined."}
+        deal = self.deals.get(int(p["id"]))
+        if deal is None:
+            return 400, {"error": "", "error_description": "Not found"}
+        return self.ok(self.product_rows.get(int(p["id"]), []))
+
+    def m_catalog_product_get(self, p):
+        # catalog.product.get needs the `catalog` scope; an unknown id is "product does not exist."
+        if "catalog" not in self.scopes:
+            return 401, {"error": "insufficient_scope", "error_description": ""}
+        product = self.products.get(int(p.get("id") or 0))
+        if product is None:
+            return 400, {"error": "", "error_description": "product does not exist."}
+        return self.ok({"product": product})
 
     def m_crm_contact_update(self, p):
         if not isinstance(p.get("fields"), dict):
