@@ -5,13 +5,13 @@ playhouse.migrate so that existing data is kept. Never edit one that has shipped
 """
 from __future__ import annotations
 
-from peewee import IntegerField
+from peewee import CharField, IntegerField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
-                        TABLES, Card, SchemaVersion)
+                        TABLES, ApiKey, Card, SchemaVersion)
 
 
 def _0001_initial():
@@ -46,7 +46,7 @@ def _0004_scheduler():
 class _without_later_columns:
     """Hide the columns added by later migrations while creating the first tables."""
 
-    LATER = {Card: ["birthday_md"]}
+    LATER = {Card: ["birthday_md"], ApiKey: ["scopes"]}
 
     def __enter__(self):
         self.saved, self.indexes = {}, {}
@@ -82,6 +82,12 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0011_api():
+    """API keys get scopes; a key made before them keeps what it could do: everything."""
+    apply(_migrator().add_column("apikey", "scopes",
+                                 CharField(max_length=100, default="read write admin")))
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -89,6 +95,7 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0011_api", _0011_api),
 ]
 
 

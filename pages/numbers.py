@@ -12,6 +12,7 @@ from flask import Response, g, request
 
 from api import kpis
 from api.clock import utcnow
+from api.csvcells import safe_cell
 from api.ledger.money import format_kop
 from api.models import Card, Entry
 from pages import charts, roles, web
@@ -80,8 +81,9 @@ def movements_csv():
         writer.writerow(["id", "created_at_utc", "card", "kind", "amount", "balance_after",
                          "reference", "actor", "comment"])
         for row in rows.iterator():
-            writer.writerow([row[0], row[1], row[2], row[3], format_kop(row[4]),
-                             format_kop(row[5]), row[6] or "", row[7], row[8] or ""])
+            writer.writerow([safe_cell(cell) for cell in (  # no cell may run as a formula
+                row[0], row[1], row[2], row[3], format_kop(row[4]), format_kop(row[5]),
+                row[6] or "", row[7], row[8] or "")])
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)
