@@ -50,6 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_api(app)
     _register_bitrix24(app)
     _register_pages(app)
+    _register_data(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
@@ -63,12 +64,19 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def _register_bitrix24(app: Flask) -> None:
-    from activities import cli, views
+    from activities import cli, public_url, views
     from scheduler import worker
 
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)
+
+
+def _register_data(app: Flask) -> None:
+    from api.data import cli as data_cli
+
+    data_cli.init_app(app)  # import/export/forget commands and the audit trail's hook
 
 
 def _register_pages(app: Flask) -> None:

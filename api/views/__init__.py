@@ -81,7 +81,8 @@ class LoyaltyApi(Api):
 
 
 def register(app) -> None:
-    from api.views import cards, docs, health, notifications, operations, rules
+    from api.views import (cards, client, client_site, data, docs, health, notifications,
+                           operations, rules, webhooks)
 
     api = LoyaltyApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer",
@@ -90,7 +91,8 @@ def register(app) -> None:
         "security": [{"bearer": []}]})
     # ERROR_SCHEMA registers the "ErrorResponse" component that `fails` refers to.
     api.ma_plugin.converter.add_attribute_function(_money_properties)
-    for module in (cards, operations, rules, notifications, health):
+    for module in (cards, operations, rules, notifications, health, data, client, client_site,
+                   webhooks):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api
