@@ -1,9 +1,9 @@
 """Per-portal API keys: `Authorization: Bearer <key>`. Only a hash is stored.
 
 A key has scopes: `read` (cards, history, rules), `write` (issue and block cards, money
-movements), `admin` (change rules and notification settings). A view needs `read` for GET
-and `write` otherwise unless it says `@requires("admin")`; a key without it gets 403
-`insufficient_scope`.
+movements), `admin` (rules, notification settings, webhooks, the client site, exports and
+the audit trail). A view needs `read` for GET and `write` otherwise unless it or its
+blueprint says `admin`; a key without the scope gets 403 `insufficient_scope`.
 """
 from __future__ import annotations
 
@@ -49,9 +49,11 @@ def requires(scope: str):
 
 
 def required_scope() -> str:
+    """The view's own scope, else its blueprint's (`bp.required_scope`), else by method."""
     view = current_app.view_functions.get(request.endpoint)
+    blueprint = current_app.blueprints.get(request.blueprint or "")
     default = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
-    return getattr(view, "required_scope", default)
+    return getattr(view, "required_scope", None) or getattr(blueprint, "required_scope", default)
 
 
 def require_api_key() -> None:

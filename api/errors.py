@@ -24,9 +24,6 @@ STATUS = [
     (ledger.NotFound, 404),
     (ledger.Conflict, 409),
 ]
-# Said when a message has no English in the catalog (see api.messages).
-GENERIC = {400: "The request is not valid.", 404: "Not found.", 409: "The request conflicts "
-           "with the current state.", 422: "Check the request's fields."}
 
 
 class ApiError(Exception):
@@ -38,7 +35,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, fields=None, details=None):
-    body = {"code": code, "message": english(message, GENERIC.get(status, "Error.")),
+    body = {"code": code, "message": english(message),
             "fields": english_fields(fields or {})}
     if details:
         body["details"] = details
@@ -63,7 +60,8 @@ def _http_error(exc: HTTPException):
         fields = english_fields(flatten_messages(
             {k: v for loc in messages.values() for k, v in _as_dict(loc).items()}))
         summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
-        return error_response(422, "validation_error", summary or GENERIC[422], fields)
+        return error_response(422, "validation_error", summary or "Check the request's fields.",
+                              fields)
     if exc.code == 400 and messages:
         return error_response(400, "invalid_json", "The body is not valid JSON.")
     code = (exc.name or "error").lower().replace(" ", "_")

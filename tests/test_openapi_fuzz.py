@@ -64,7 +64,7 @@ def run_fuzz(app, key: str) -> tuple[Counter, dict, int]:
                 except BaseExceptionGroup as exc:  # a failed check: count it and keep going
                     found[name] += 1
                     examples.setdefault(name, []).append(
-                        f"{operation.method.upper()} {operation.path} -> {response.status_code}: "
+                        f"{operation.method.upper()} {operation.path} {case.path_parameters} -> {response.status_code}: "
                         f"{_first_line(exc)}")
 
         exercise()

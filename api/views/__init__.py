@@ -32,6 +32,12 @@ CODES = {
     "missing_fields": (422, "the program's required card fields are missing"),
     "insufficient_balance": (422, "the card has fewer bonuses; `details.available`"),
     "exceeds_max_share": (422, "more than the rules let bonuses pay of this order"),
+    "invalid_code": (401, "the SMS code is wrong or expired"),
+    "token_expired": (401, "the client's session expired: log in again"),
+    "site_not_found": (404, "no such client site, or client login is off there"),
+    "site_not_configured": (404, "the portal has no client site yet: PUT one"),
+    "not_found": (404, "what the path names does not exist in the key's portal"),
+    "too_many_attempts": (429, "too many tries; wait `Retry-After` seconds"),
     "database_unavailable": (503, "the database does not answer; retry later"),
 }
 AUTHENTICATED = ("unauthorized", "insufficient_scope", "database_unavailable")
@@ -51,13 +57,36 @@ def fails(*codes: str, public: bool = False):
     by_status: dict[int, list[str]] = {}
     for code in codes + (() if public else AUTHENTICATED):
         by_status.setdefault(CODES[code][0], []).append(code)
-    responses = {
-        str(status): {
-            "description": "; ".join(f"`{c}`: {CODES[c][1]}" for c in names),
+    responses = {str(status): _error_response(names) for status, names in sorted(by_status.items())}
+    return Blueprint.doc(responses=responses)
+
+
+def _error_response(codes: list[str]) -> dict:
+    return {"description": "; ".join(f"`{c}`: {CODES[c][1]}" for c in codes),
             "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-        for status, names in sorted(by_status.items())}
-    return Blueprint.doc(responses=responses)
+
+
+def _complete_errors(paths: dict) -> None:
+    """The statuses every operation can answer whether or not its view says so: 503 always;
+    401/403 behind a key; 422 for parameters or a body, 400 for a body, 404 for a path
+    parameter. What a view documents itself (see `fails`) is kept as it is."""
+    for path in paths.values():
+        for method, operation in path.items():
+            if method == "parameters" or not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            generic = [("503", ["database_unavailable"])]
+            if operation.get("security", [{"bearer": []}]):
+                generic += [("401", ["unauthorized"]), ("403", ["insufficient_scope"])]
+            if operation.get("parameters") or path.get("parameters") or "requestBody" in operation:
+                generic.append(("422", ["validation_error"]))
+            if "requestBody" in operation:
+                generic.append(("400", ["invalid_json"]))
+            if path.get("parameters"):
+                generic.append(("404", ["not_found"]))
+            for status, codes in generic:
+                responses.setdefault(status, _error_response(codes))
 
 
 def _money_properties(self, field, ret, **kwargs) -> dict:
@@ -94,5 +123,6 @@ def register(app) -> None:
     for module in (cards, operations, rules, notifications, health, data, client, client_site,
                    webhooks):
         api.register_blueprint(module.bp)
+    _complete_errors(api.spec._paths)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api
