@@ -147,3 +147,13 @@ def test_idempotency_keys_are_printable_ascii(api, idem):
                                headers={"Authorization": f"Bearer {api.key}",
                                         "Idempotency-Key": idem.encode().decode("latin-1")})
     assert error(response, 400)["code"] == "idempotency_key_invalid"
+
+
+def test_crm_text_with_a_nul_is_cleaned_before_storing(app, portal):
+    from api.ledger import cards
+
+    # Bitrix24 contact data and the pages' form reach the ledger without the API's schema.
+    card, _ = cards.create_card(portal, {"phone": "9160000003", "last_name": "Ив\x00анова\x1b",
+                                         "first_name": "Анна", "client_category": "В\x00"},
+                                actor="t")
+    assert (Card.get_by_id(card.id).last_name, card.client_category) == ("Иванова", "В")
