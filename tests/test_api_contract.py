@@ -252,3 +252,34 @@ def test_twenty_concurrent_read_modify_write_saves_all_land(app, api):
     names = {t["name"] for t in api.get("/api/v1/rules").get_json()["tiers"]}
     assert names == {f"T{i}" for i in range(20)}, f"lost {20 - len(names)} of 20"
     assert conflicts  # the saves really collided
+
+
+# --- the OpenAPI document and what answers look like ------------------------------------
+
+def test_openapi_documents_the_real_errors_money_and_timestamps(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    schemas_ = spec["components"]["schemas"]
+    assert schemas_["ErrorResponse"]["required"] == ["error"]
+    assert set(schemas_["ErrorBody"]["properties"]) == {"code", "message", "fields", "details"}
+    debit = spec["paths"]["/api/v1/cards/{number}/debits"]["post"]
+    assert {"400", "401", "403", "404", "409", "422", "503"} <= set(debit["responses"])
+    assert "insufficient_balance" in debit["responses"]["422"]["description"]
+    assert "default" not in debit["responses"]
+    balance = schemas_["Card"]["properties"]["balance"]
+    assert balance["type"] == "string" and re.fullmatch(balance["pattern"], "1500.50")
+    assert not re.fullmatch(balance["pattern"], "-1.00")  # a balance is never negative
+    assert re.fullmatch(schemas_["Adjustment"]["properties"]["amount"]["pattern"], "-100")
+    assert schemas_["Card"]["properties"]["created_at"]["format"] == "date-time"
+    assert debit["summary"] and debit["requestBody"]["content"]["application/json"]["example"]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_answers_carry_offsets_and_created_is_always_boolean(api):
+    api.new_card()
+    card = api.get(f"/api/v1/cards/{NUMBER}").get_json()
+    assert card["created"] is False and card["created_at"].endswith("+00:00")
+    accrued = api.op(NUMBER, "accruals", {"amount": "100"}, idem="same").get_json()
+    replayed = api.op(NUMBER, "accruals", {"amount": "100"}, idem="same").get_json()
+    assert accrued["created_at"].endswith("+00:00") and replayed == accrued
+    entry = api.get(f"/api/v1/cards/{NUMBER}/transactions").get_json()["items"][0]
+    assert entry["created_at"].endswith("+00:00")
