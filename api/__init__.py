@@ -77,15 +77,7 @@ def _register_pages(app: Flask) -> None:
 
 
 def _register_api(app: Flask) -> None:
-    from flask_smorest import Api
+    from api import jsonio, views
 
-    from api.views import (cards, client, client_site, data, docs, health, notifications,
-                           operations, rules, webhooks)
-
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks):
-        api.register_blueprint(module.bp)
-    app.register_blueprint(docs.bp)
-    app.extensions["loyalty_api"] = api
+    jsonio.init_app(app)
+    views.register(app)

@@ -37,6 +37,15 @@ def test_repair_registers_what_is_missing(admin, b24p):
     assert 'data-ok="no"' not in page
 
 
+def test_a_refused_repair_shows_what_and_the_portals_text(admin, b24p):
+    b24p.failures["placement.bind"] = [(400, {"error": "ERROR_PLACEMENT_MAX_COUNT",
+                                              "error_description": "Max count exceeded"})]
+    response = admin.post("/b24/app/health/repair")
+    assert "m=repair_failed" in response.location
+    page = text(admin.client.get(response.location))
+    assert "Вкладка CRM_CONTACT_DETAIL_TAB: ERROR_PLACEMENT_MAX_COUNT Max count exceeded" in page
+
+
 def test_the_outbox_backlog_and_a_failed_delivery_are_shown_and_retried(admin, b24p, installed):
     b24p.add_contact(42)
     row = failed_delivery(installed)
