@@ -109,8 +109,13 @@ def _after_request(response):
 
 def _changed(path: str, status: int) -> bool:
     """The API answers a write with 2xx. The app's pages answer a POST that only asks
-    for confirmation with 200 and a done write with a redirect (post/redirect/get)."""
-    return 200 <= status < 300 if path.startswith("/api/") else 300 <= status < 400
+    for confirmation with 200, and a done write with the page that posts on to the next
+    one (pages.web.redirect_to sets g.page_done: post/redirect/get without a URL token)."""
+    from flask import g
+
+    if path.startswith("/api/"):
+        return 200 <= status < 300
+    return 300 <= status < 400 or (status == 200 and bool(g.get("page_done")))
 
 
 def _request_actor(g) -> str:
