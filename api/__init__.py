@@ -89,12 +89,12 @@ def _register_api(app: Flask) -> None:
     from flask_smorest import Api
 
     from api.views import (cards, client, client_site, data, docs, health, notifications,
-                           operations, product_rules, rules, webhooks)
+                           holds, operations, product_rules, rules, webhooks)
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks, product_rules):
+                   webhooks, product_rules, holds):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api

@@ -48,6 +48,8 @@ class Card(Schema):
     status = fields.String()
     tier = fields.String()
     balance = Money(attribute="balance_kop")
+    held = Money(attribute="held_kop", metadata={"description": "Reserved by active holds."})
+    available = Money(attribute="available_kop", metadata={"description": "Balance minus holds."})
     purchases = Money(attribute="purchases_kop")
     next_tier = fields.Nested(NextTier, allow_none=True)
     created = fields.Boolean(metadata={"description": "True when this request issued the card."})

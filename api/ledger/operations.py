@@ -18,7 +18,7 @@ from datetime import datetime
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import idempotency, lots, rollups, sql
+from api.ledger import holds, idempotency, lots, rollups, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
@@ -206,25 +206,28 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
         _check_active(card)
         rules = rules_mod.load(portal)
         expire_card(card, now)
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules,
+                                held_kop=holds.held_kop(card.id, now))
         entry = spend(card, DEBIT, amount, key=key, actor=actor, now=now, reference=reference,
                       purchase_kop=order_kop, comment=comment)
         result = _summary(card, entry, requested_kop=amount_kop, debited_kop=amount)
         return idempotency.record(portal, key, DEBIT, request, card, result)
 
 
-def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules) -> int:
-    amount = amount_kop
+def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                   held_kop: int = 0) -> int:
+    """What the debit may take: within the order's share and what holds leave free."""
+    amount, available = amount_kop, card.balance_kop - held_kop
     if order_kop is not None:
         cap = percent_of(order_kop, rules.max_debit_share_percent, mode="down", step_kop=1)
         if amount > cap:
             if not partial or cap == 0:
                 raise MaxShareExceeded(cap)
             amount = cap
-    if amount > card.balance_kop:
-        if not partial or card.balance_kop == 0:
-            raise InsufficientBalance(card.balance_kop)
-        amount = card.balance_kop
+    if amount > available:
+        if not partial or available <= 0:
+            raise InsufficientBalance(max(available, 0))
+        amount = available
     return amount
 
 
