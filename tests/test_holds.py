@@ -108,3 +108,33 @@ def test_a_hold_is_never_overspent_under_parallel_debits(portal):
     captured = holds.capture(portal, made["hold_id"], key="cap", actor="t").result
     assert captured["debited_kop"] == 6_000 and captured["balance_kop"] == 0
     assert Hold.get_by_id(made["hold_id"]).status == "captured"
+
+
+def test_a_workflow_holds_then_captures_or_releases(app, client, b24, installed):
+    from test_b24_activities import make_card, post, replies, tick
+
+    make_card(installed)
+    operations.adjust(installed, NUMBER, 100_000, key="fund", actor="t", reason="тест")
+    post(client, "loyalty_bonus_hold", token="h1", Amount="600", ContactId="42", DealId="7")
+    tick(app)
+    held = replies(b24)[0]["RETURN_VALUES"]
+    assert (held["Success"], held["Held"], held["Available"]) == ("Y", "600.00", "400.00")
+    post(client, "loyalty_bonus_debit", token="d1", Amount="500", ContactId="42")
+    post(client, "loyalty_bonus_capture_robot", document="DEAL_7", token="c1",
+         HoldId=held["HoldId"], Amount="250")
+    tick(app)
+    refused, captured = (r["RETURN_VALUES"] for r in replies(b24)[1:3])
+    assert refused["Success"] == "N" and "400.00" in refused["Error"]
+    assert (captured["Success"], captured["Debited"], captured["Balance"]) == ("Y", "250.00", "750.00")
+    assert Entry.get(Entry.kind == "debit").reference == "deal:7"  # a refund reverses it
+    post(client, "loyalty_bonus_hold", token="h2", Amount="100", ContactId="42")
+    tick(app)
+    second = replies(b24)[3]["RETURN_VALUES"]["HoldId"]
+    post(client, "loyalty_bonus_release", token="r1", HoldId=second)
+    post(client, "loyalty_bonus_release", token="r2", HoldId=second)
+    post(client, "loyalty_bonus_capture", token="c2", HoldId="")
+    tick(app)
+    released, again, missing = (r["RETURN_VALUES"] for r in replies(b24)[4:7])
+    assert (released["Released"], released["Available"]) == ("Y", "750.00")
+    assert again["Success"] == "N" and "отменён" in again["Error"]
+    assert missing["Success"] == "N" and "HoldId" in missing["Error"]

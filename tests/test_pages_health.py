@@ -31,9 +31,9 @@ def test_a_fresh_portal_shows_every_registration_missing(admin):
 def test_repair_registers_what_is_missing(admin, b24p):
     response = admin.post("/b24/app/health/repair")
     assert response.status_code == 303 and "m=repaired" in response.location
-    assert len(b24p.activities) == 6 and len(b24p.events) == 3 and len(b24p.fields) == 3
+    assert len(b24p.activities) == 9 and len(b24p.events) == 3 and len(b24p.fields) == 3
     page = text(admin.client.get(response.location))
-    assert "Регистрации восстановлены" in page and "12 added" in page
+    assert "Регистрации восстановлены" in page and "18 added" in page
     assert 'data-ok="no"' not in page
 
 
