@@ -57,6 +57,7 @@ class ApiKey(BaseModel):
     label = CharField(max_length=100, null=True)
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
+    scopes = CharField(max_length=100, default="read write")  # api.auth.SCOPES, space-separated
 
 
 class ProgramRules(BaseModel):

@@ -153,11 +153,10 @@ def test_retries_back_off_for_a_day_then_give_up(app, hooked, receiver, monkeypa
 
 
 def test_a_subscription_that_keeps_failing_is_paused_and_the_admin_told(
-        app, client, installed, receiver):
+        app, client, installed, receiver, api_actions):
     from api.auth import create_key
-    from conftest import ApiActions
 
-    api = ApiActions(client, create_key(installed, "t"))
+    api = api_actions(client, create_key(installed, "t"))
     created = api.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["card.created"]})
     receiver.secret, sub_id = created.get_json()["secret"], created.get_json()["id"]
     receiver.status = 500
