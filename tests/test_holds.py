@@ -71,8 +71,9 @@ def test_release_gives_them_back(funded):
 
 def test_an_expired_hold_frees_itself_and_cannot_be_captured(funded, portal):
     made = hold(funded, "600", expires_in=60).get_json()
-    later = utcnow() + timedelta(seconds=61)
-    assert holds.held_kop(Card.get(number=NUMBER).id, later) == 0
+    card_id, later = Card.get(number=NUMBER).id, utcnow() + timedelta(seconds=61)
+    assert holds.held_kop(card_id, utcnow() + timedelta(seconds=58)) == 60_000  # not early
+    assert holds.held_kop(card_id, later) == 0  # nor late
     outcome = operations.debit(portal, NUMBER, 100_000, key="after", actor="t", now=later)
     assert outcome.result["debited_kop"] == 100_000  # all of it: the hold lapsed
     with pytest.raises(holds.HoldClosed):
