@@ -88,12 +88,36 @@ def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=N
     return count
 
 
-def _work_one(queue: Queue, row, work: Callable, now: datetime) -> None:
+def work_due_in_packs(queue: Queue, now: datetime, pack: Callable[[list], list[list]],
+                      work: Callable[[list], None], *, limit: int, where=None) -> int:
+    """Claim up to `limit` rows, then work them in the packs `pack` makes of them (rows
+    that share one request); a crash fails only its own pack."""
+    rows = []
+    for row in claimed(queue, now, limit=limit, where=where):
+        if row.attempts > queue.attempts_max:
+            dead_letter(queue, row, f"попытки исчерпаны ({queue.attempts_max})", now)
+        else:
+            rows.append(row)
+    for group in pack(rows):
+        _work_one(queue, group, work, now)
+    return len(rows)
+
+
+def _work_one(queue: Queue, row_or_pack, work: Callable, now: datetime) -> None:
     try:
-        work(row)
-    except Exception as exc:  # a bug: counted, logged, and the row is still accounted for
-        log.exception("%s %s crashed (attempt %s)", queue.model.__name__, row.id, row.attempts)
-        failed(queue, row, f"внутренняя ошибка: {type(exc).__name__}", now)
+        work(row_or_pack)
+    except Exception as exc:  # a bug: counted, logged, and the rows are still accounted for
+        if isinstance(row_or_pack, list) and len(row_or_pack) > 1:
+            # One bad row must not sink the pack: each goes again alone, the culprit fails.
+            log.warning("%s pack crashed (%s): working its rows one by one",
+                        queue.model.__name__, type(exc).__name__, exc_info=True)
+            for row in row_or_pack:
+                _work_one(queue, [queue.model.get_by_id(row.id)], work, now)
+            return
+        rows = row_or_pack if isinstance(row_or_pack, list) else [row_or_pack]
+        log.exception("%s %s crashed", queue.model.__name__, [row.id for row in rows])
+        for row in rows:
+            failed(queue, row, f"внутренняя ошибка: {type(exc).__name__}", now)
 
 
 def failed(queue: Queue, row, reason: str, now: datetime) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from activities.b24client import B24AuthError, B24Error, BatchError, classify
+from activities.b24client import BATCH_COMMANDS_MAX, B24AuthError, B24Error, BatchError, classify
 from activities.portals import B24Settings, client_for
 from api.clock import utcnow
 from api.models import Outbox, Portal
@@ -34,26 +34,68 @@ def backoff(attempts: int) -> timedelta:
 
 def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
                 session=None, portal_id: int | None = None) -> int:
+    """Deliver what is due, the rows of one portal packed into shared batch requests."""
     now = now or utcnow()
     where = ~(Outbox.portal.in_(lanes.paused_ids(lanes.B24, now)))
     if portal_id is not None:
         where &= Outbox.portal == portal_id
-    return queue.work_due(OUTBOX, now, lambda row: deliver(row, settings, now=now, session=session),
-                          limit=limit, where=where)
+    return queue.work_due_in_packs(
+        OUTBOX, now, packs, lambda pack: deliver_pack(pack, settings, now=now, session=session),
+        limit=limit, where=where)
+
+
+def packs(rows: list[Outbox]) -> list[list[Outbox]]:
+    """Consecutive rows of one portal whose pending calls fit one batch (50 commands)."""
+    out: list[list[Outbox]] = []
+    open_packs: dict[int, tuple[list[Outbox], int]] = {}
+    for row in rows:
+        size = max(1, len(_todo(json.loads(row.calls), json.loads(row.done))))
+        pack, used = open_packs.get(row.portal_id, (None, 0))
+        if pack is None or used + size > BATCH_COMMANDS_MAX:
+            pack, used = [], 0
+            out.append(pack)
+        pack.append(row)
+        open_packs[row.portal_id] = (pack, used + size)
+    return out
 
 
 def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) -> None:
-    portal = Portal.get_by_id(row.portal_id)
+    deliver_pack([row], settings, now=now, session=session)
+
+
+def deliver_pack(rows: list[Outbox], settings: B24Settings, *, now: datetime, session=None) -> None:
+    """One request for the rows of one portal. Packed with others, a row's commands go out
+    under aliases (`r<row>_<n>`: keys stay unique and short) and each row learns its own
+    results; alone, under their own keys."""
+    portal = Portal.get_by_id(rows[0].portal_id)
     if portal.status in ("uninstalled", "deleted") or not portal.access_token:
-        return _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
-    calls = json.loads(row.calls)
-    done = json.loads(row.done)
-    todo = {k: tuple(v) for k, v in calls.items() if k not in done}
+        for row in rows:
+            _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
+        return
+    plans = [(row, json.loads(row.calls), json.loads(row.done)) for row in rows]
+    aliases = {(f"r{row.id}_{n}" if len(rows) > 1 else key): (row.id, key)
+               for row, calls, done in plans for n, key in enumerate(_todo(calls, done))}
+    calls_of = {row.id: calls for row, calls, _ in plans}
+    todo = {alias: tuple(calls_of[row_id][key]) for alias, (row_id, key) in aliases.items()}
     try:
-        outcome = _send(client_for(portal, settings, session), todo)
+        outcome = _send(client_for(portal, settings, session), todo) if todo else {}
     except B24Error as exc:
-        return _after_error(row, portal, done, exc, now)
+        for row, _, done in plans:
+            _after_error(row, portal, done, exc, now)
+        return
     lanes.worked(portal.id, lanes.B24)
+    mine: dict[int, dict] = {row.id: {} for row in rows}
+    for alias, (row_id, key) in aliases.items():
+        mine[row_id][key] = outcome[alias]
+    for row, calls, done in plans:
+        _settle(row, calls, done, mine[row.id], now)
+
+
+def _todo(calls: dict, done: dict) -> list[str]:
+    return [key for key in calls if key not in done]
+
+
+def _settle(row: Outbox, calls: dict, done: dict, outcome: dict, now: datetime) -> None:
     retry = {}
     for key, result in outcome.items():
         if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:

@@ -136,3 +136,19 @@ def test_a_slow_unisender_never_delays_bizproc_event_send(app, client, b24, inst
         worker.stop()
     print(f"\ncard_info answered after {info_s:.2f} s while UniSender still held its e-mail")
     assert _answered(b24, "t-mail")[0]["RETURN_VALUES"]["MessageId"] == "job-1"
+
+
+def test_outbox_rows_of_one_portal_share_batch_requests_of_50(app, b24, installed):
+    b24.add_contact(42)
+    for n in range(60):
+        enqueue(installed, f"run:{n}", {"event_send": ("bizproc.event.send", {
+            "EVENT_TOKEN": f"wf|A|{n}", "RETURN_VALUES": {"Success": "Y"}})})
+    enqueue(installed, "op:bad", {"one": ("crm.contact.update", {"id": 999, "fields": {"X": "1"}})})
+    for _ in range(2):
+        app.extensions["worker"].tick(now=T0)
+    assert b24.requests == 2  # 61 rows: 50 commands, then 11
+    assert [p["EVENT_TOKEN"] for p in b24.sent("bizproc.event.send")] == \
+        [f"wf|A|{n}" for n in range(60)]  # in order
+    assert Outbox.select().where(Outbox.status == "sent").count() == 60
+    bad = Outbox.get(Outbox.key == "op:bad")  # its refusal is its own, nobody else's
+    assert bad.status == "failed" and "not found" in bad.last_error.lower()
