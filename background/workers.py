@@ -61,20 +61,20 @@ def b24_turn(portal_id: int, settings: B24Settings, holder: str, *, now: datetim
     try:
         runs = run_due(settings, now=now, limit=TURN_ROWS, session=session, lane=lanes.B24,
                        portal_id=portal_id)
-        return runs + deliver_due(settings, now=now, limit=TURN_ROWS, session=session,
-                                  portal_id=portal_id)
+        # What the runs just queued is due at the wall clock's now: send it in this turn.
+        return runs + deliver_due(settings, now=max(now, utcnow()), limit=TURN_ROWS,
+                                  session=session, portal_id=portal_id)
     finally:
         lanes.let_go(portal_id, lanes.B24, holder)
 
 
 def b24_pass(settings: B24Settings, holder: str, *, now: datetime | None = None,
              session=None, stopping: threading.Event | None = None) -> int:
-    now = now or utcnow()
     done = 0
-    for portal_id in due_portals(now):
+    for portal_id in due_portals(now or utcnow()):
         if stopping is not None and stopping.is_set():
             break  # a clean stop: nothing half-held, the rest stays due for the next worker
-        done += b24_turn(portal_id, settings, holder, now=now, session=session)
+        done += b24_turn(portal_id, settings, holder, now=now or utcnow(), session=session)
     return done
 
 

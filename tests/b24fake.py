@@ -18,7 +18,8 @@ APP_TOKEN = "5d41402abc4b2a76b9719d911017c592"
 
 
 class FakePortal:
-    def __init__(self, rsps: responses.RequestsMock, token: str = "access-1"):
+    def __init__(self, rsps: responses.RequestsMock, token: str = "access-1",
+                 endpoint: str = ENDPOINT):
         self.rsps = rsps  # tests add other services (UniSender) to the same mock
         self.tokens = {token}
         self.activities, self.robots, self.events, self.fields = {}, {}, [], set()
@@ -30,7 +31,7 @@ class FakePortal:
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
         self.refreshes = 0
         self._next_id = 100
-        rsps.add_callback(responses.POST, re.compile(re.escape(ENDPOINT) + r"[\w.]+"),
+        rsps.add_callback(responses.POST, re.compile(re.escape(endpoint) + r"[\w.]+"),
                           callback=self._http)
         rsps.add_callback(responses.GET, re.compile(re.escape(OAUTH) + ".*"), callback=self._oauth)
 
