@@ -19,13 +19,13 @@ from typing import Callable
 from peewee import fn
 
 from activities.portals import B24Settings
-from activities.runner import UNISENDER_CODES, run_due
 from api.clock import utcnow
 from api.db import connection
 from api.models import ActivityRun, Outbox, Portal
 from background import lanes, ratelimit
+from background.dispatch import deliver_due
+from background.runner import UNISENDER_CODES, run_due
 from notifications import delivery
-from scheduler.dispatch import deliver_due
 
 log = logging.getLogger(__name__)
 

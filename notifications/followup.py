@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from activities.contacts import fields_update
 from api.models import Card, Entry, Portal
-from api.outbox import enqueue
+from background.outbox import enqueue
 from notifications import notices, timeline
 from notifications import settings as settings_mod
 from notifications.context import card_context

@@ -20,12 +20,12 @@ import threading
 from datetime import datetime, time
 
 from activities.portals import B24Settings
-from activities.runner import run_due
 from api.db import connection, is_postgres
 from background import wakeup, workers
+from background.dispatch import deliver_due
+from background.runner import run_due
 from notifications import delivery
 from scheduler import daily, sync
-from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
 log = logging.getLogger(__name__)

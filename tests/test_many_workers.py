@@ -16,9 +16,9 @@ from activities.portals import B24Settings
 from api.clock import utcnow
 from api.db import connection
 from api.models import ActivityRun, Outbox, Portal
-from api.outbox import enqueue
+from background.outbox import enqueue
 from background import lanes, queue, ratelimit, workers
-from scheduler import dispatch
+from background import dispatch
 
 RATE_PER_S, BURST = 20.0, 3
 

@@ -11,7 +11,7 @@ import pytest
 from b24fake import post_form, workflow_form
 
 from api.models import ActivityRun, Outbox, Portal, PortalLane
-from api.outbox import enqueue
+from background.outbox import enqueue
 from background import lanes, ratelimit
 from scheduler.worker import TICK_S
 

@@ -14,10 +14,10 @@ from b24fake import post_form, workflow_form
 
 from api.ledger import cards
 from api.models import ActivityRun, Notification, Outbox
-from api.outbox import enqueue
+from background.outbox import enqueue
 from notifications import notices, settings
 from notifications.unisender import GoClient
-from scheduler import dispatch
+from background import dispatch
 
 GO_URL = "https://go1.unisender.ru/ru/transactional/api/v1/email/send.json"
 T0 = datetime(2027, 1, 11, 9, 0)
@@ -47,7 +47,7 @@ def test_an_outbox_row_that_crashes_stops_at_its_attempt_limit(app, b24, install
 
 def test_a_run_that_keeps_crashing_is_a_dead_letter_that_still_answers(app, client, b24, installed,
                                                                        monkeypatch):
-    from activities import runner
+    from background import runner
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -152,3 +152,15 @@ def test_outbox_rows_of_one_portal_share_batch_requests_of_50(app, b24, installe
     assert Outbox.select().where(Outbox.status == "sent").count() == 60
     bad = Outbox.get(Outbox.key == "op:bad")  # its refusal is its own, nobody else's
     assert bad.status == "failed" and "not found" in bad.last_error.lower()
+
+
+def test_the_ledger_never_imports_the_background_package():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, api.ledger.operations, api.ledger.cards, api.ledger.reversals; "
+            "print([m for m in sys.modules if m.split('.')[0] == 'background'])")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert found == "[]"
