@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "b24-loyalty/0.1.0 (+python-requests)"
 BATCH_COMMANDS_MAX = 50  # the server rejects more with ERROR_BATCH_LENGTH_EXCEEDED
 REDIRECT_HOPS_MAX = 3
+OAUTH_TIMEOUT_S = 10  # a refresh runs under the portal's lock: keep the lock short
 MASK = "***"
 
 _METHOD_RE = re.compile(r"^[A-Za-z0-9_.]{1,128}$")
@@ -100,7 +101,7 @@ class PortalAuth:
 
 class TokenStore(Protocol):
     def lock(self, member_id: str) -> AbstractContextManager[Any]:
-        """Serialise refreshes of one portal across threads."""
+        """Serialise refreshes of one portal (PortalTokenStore: across processes too)."""
 
     def load(self, member_id: str) -> PortalAuth:
         """Fresh read: another worker may have refreshed since we last looked."""
@@ -147,6 +148,7 @@ class BatchResult:
     errors: Mapping[str, BatchError]
     totals: Mapping[str, Any]
     next: Mapping[str, Any]
+    times: Mapping[str, Any] = field(default_factory=dict)  # per key: `time`, with `operating`
 
     def ok(self, key: str) -> bool:
         return key in self.results and key not in self.errors
@@ -266,8 +268,9 @@ class B24Client:
             self.requests_made += 1
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json",
                    **kwargs.pop("headers", {})}
+        timeout_s = min(kwargs.pop("timeout_s", self._timeout_s), self._timeout_s)
         try:
-            resp = self._session.request(verb, url, headers=headers, timeout=self._timeout_s,
+            resp = self._session.request(verb, url, headers=headers, timeout=timeout_s,
                                          allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise self._transport_error(exc) from None  # the cause may quote secrets
@@ -309,9 +312,12 @@ class B24Client:
         log.info("refreshed tokens of portal %s", member_id)
 
     def _oauth_refresh(self, old: PortalAuth) -> PortalAuth:
-        params = {"grant_type": "refresh_token", "client_id": self._client_id,
-                  "client_secret": self._client_secret, "refresh_token": old.refresh_token}
-        resp = self._send("GET", self._oauth_url, params=params)
+        # A form POST, not the documented GET: a query string lands in urllib3's DEBUG log,
+        # proxies' and the OAuth server's access logs. oauth.bitrix24.tech answers the POST
+        # the same (b24jssdk issue #149 / PR #239, checked against the live server).
+        form = {"grant_type": "refresh_token", "client_id": self._client_id,
+                "client_secret": self._client_secret, "refresh_token": old.refresh_token}
+        resp = self._send("POST", self._oauth_url, data=form, timeout_s=OAUTH_TIMEOUT_S)
         body = _json_body(resp)
         if body is None or "error" in body or resp.status_code >= 400:
             raise self._oauth_error(resp.status_code, body)
@@ -362,7 +368,8 @@ class B24Client:
         errors = {key: self._batch_error(err) for key, err in failed}
         return BatchResult(results=_as_map(raw.get("result")), errors=errors,
                            totals=_as_map(raw.get("result_total")),
-                           next=_as_map(raw.get("result_next")))
+                           next=_as_map(raw.get("result_next")),
+                           times=_as_map(raw.get("result_time")))
 
     def _batch_error(self, err: Any) -> BatchError:
         if not isinstance(err, dict):

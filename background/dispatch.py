@@ -72,22 +72,24 @@ def deliver_pack(rows: list[Outbox], settings: B24Settings, *, now: datetime, se
         for row in rows:
             _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
         return
-    plans = [(row, json.loads(row.calls), json.loads(row.done)) for row in rows]
+    plans = [_plan(row) for row in rows]
     aliases = {(f"r{row.id}_{n}" if len(rows) > 1 else key): (row.id, key)
-               for row, calls, done in plans for n, key in enumerate(_todo(calls, done))}
-    calls_of = {row.id: calls for row, calls, _ in plans}
-    todo = {alias: tuple(calls_of[row_id][key]) for alias, (row_id, key) in aliases.items()}
+               for row, _, _, todo in plans for n, key in enumerate(todo)}
+    todo_of = {row.id: todo for row, _, _, todo in plans}
+    todo = {alias: todo_of[row_id][key] for alias, (row_id, key) in aliases.items()}
     try:
         outcome = _send(client_for(portal, settings, session), todo) if todo else {}
     except B24Error as exc:
-        for row, _, done in plans:
+        if notices.not_run(exc):
+            notices.release_untagged([key for _, key in aliases.values()])
+        for row, _, done, _ in plans:
             _after_error(row, portal, done, exc, now)
         return
     lanes.worked(portal.id, lanes.B24)
     mine: dict[int, dict] = {row.id: {} for row in rows}
     for alias, (row_id, key) in aliases.items():
         mine[row_id][key] = outcome[alias]
-    for row, calls, done in plans:
+    for row, calls, done, _ in plans:
         _settle(row, calls, done, mine[row.id], now)
 
 
@@ -95,11 +97,21 @@ def _todo(calls: dict, done: dict) -> list[str]:
     return [key for key in calls if key not in done]
 
 
+def _plan(row: Outbox) -> tuple[Outbox, dict, dict, dict]:
+    """The row's calls, what is done, and what to send now. An untagged chat message whose
+    earlier attempt got no answer is held back (notices.claim_untagged), never sent twice."""
+    calls, done = json.loads(row.calls), json.loads(row.done)
+    todo, held = notices.claim_untagged({k: tuple(calls[k]) for k in _todo(calls, done)})
+    done.update({key: {"error": notices.UNKNOWN_CHAT} for key in held})
+    return row, calls, done, todo
+
+
 def _settle(row: Outbox, calls: dict, done: dict, outcome: dict, now: datetime) -> None:
     retry = {}
     for key, result in outcome.items():
         if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:
             retry[key] = f"{result.code}: {result.description}"
+            notices.release_untagged([key])
         elif isinstance(result, BatchError) and _fall_back(calls, key, result):
             retry[key] = f"{result.code}: {result.description} (retrying as a timeline comment)"
         elif isinstance(result, BatchError):

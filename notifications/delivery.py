@@ -23,6 +23,7 @@ CLAIM_S = 120
 CHANNELS = ("email", "sms")
 # Short: a slow provider must not hold its lane for long (the clients default to 20 s).
 SEND_TIMEOUT_S = 10
+SECRET_TEMPLATES = ("login_code_sms",)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -120,6 +121,8 @@ def _record(row: Notification, result: SendResult, now: datetime) -> None:
     else:
         fields = {"status": "failed", "error": f"{result.error_code}: {result.error}"}
     fields["claimed_until"] = None
+    if row.template in SECRET_TEMPLATES and fields["status"] != "pending":
+        fields["body"] = "Код входа скрыт после отправки"  # the code lives only as a hash
     Notification.update(**fields).where(Notification.id == row.id).execute()
     if not result.ok:
         log.warning("notification %s (%s): %s", row.id, row.channel, fields["error"])

@@ -21,6 +21,7 @@ from datetime import datetime, time
 
 from activities.portals import B24Settings
 from api.db import connection, is_postgres
+from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
 from background.dispatch import deliver_due
 from background.runner import run_due
@@ -61,6 +62,7 @@ class Worker:
             runs = run_due(self.settings, now=now, session=session)
             sent = deliver_due(self.settings, now=now, session=session)
             delivery.deliver_due(self.app.config, now=now, session=session)
+            webhook_sender.deliver_due(self.app.config, now=now)
             sync.process_contact_events(self.settings, now=now, session=session)
         return runs, sent
 
@@ -70,6 +72,9 @@ class Worker:
 
     def unisender_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:
         return workers.unisender_pass(self.settings, self.app.config, now=now, session=session)
+
+    def webhook_pass(self, stopping=None, now: datetime | None = None) -> int:
+        return webhook_sender.deliver_due(self.app.config, now=now)
 
     def contact_events(self) -> None:
         with connection():
@@ -131,10 +136,12 @@ class Worker:
         # A UniSender run queues its bizproc.event.send: the Bitrix24 lane sends it now.
         mail = workers.LaneThread("unisender", self.unisender_pass, self.may_work, TICK_S,
                                   after=self.wake)
-        self.threads = [*b24, mail]
+        # Subscribers' servers are slow or down at times: they get a lane of their own.
+        hooks = workers.LaneThread("webhooks", self.webhook_pass, self.may_work, TICK_S)
+        self.threads = [*b24, mail, hooks]
         for thread in self.threads + ([self.listener] if self.listener else []):
             thread.start()
-        log.info("workers started: %s Bitrix24 lane thread(s), 1 UniSender lane thread", count)
+        log.info("workers started: %s Bitrix24 lane thread(s), 1 UniSender and 1 webhook lane thread", count)
 
     def wake(self) -> None:
         for thread in self.threads:
