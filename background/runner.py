@@ -16,13 +16,13 @@ from activities import (bonus_accrue, bonus_debit, card_create, card_info, notif
 from activities.b24client import B24Error, B24TransientError
 from activities.definitions import activity_for
 from activities.forms import FormError
-from activities.portals import B24Settings
+from activities.portals import B24Settings, client_for
 from activities.runtime import Reply, RunContext
 from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import LedgerError
 from api.models import ActivityRun
-from background import lanes, pacing, queue
+from background import lanes, pacing, prefetch, queue
 from background.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,36 @@ def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 
         where &= ActivityRun.code.in_(UNISENDER_CODES)
     elif lane == lanes.B24:
         where &= ActivityRun.code.not_in(UNISENDER_CODES)
-    return queue.work_due(RUNS, now, lambda run: process(run, settings, now=now, session=session),
+    cache = _prefetched(settings, now, session, where, limit) if portal_id is not None else None
+    return queue.work_due(RUNS, now, lambda run: process(run, settings, now=now, session=session,
+                                                         cache=cache),
                           limit=limit, where=where)
 
 
-def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None) -> None:
+def _prefetched(settings: B24Settings, now: datetime, session, where, limit: int) -> dict:
+    """The reads of one portal's due runs, fetched together (background.prefetch)."""
+    due = list(ActivityRun.select().where((ActivityRun.status == "pending")
+                                          & (ActivityRun.next_attempt_at <= now) & where)
+               .order_by(ActivityRun.id).limit(limit))
+    cache: dict = {}
+    if len(due) > 1:
+        contexts = [RunContext(run.portal, run, settings, now, session) for run in due]
+        prefetch.prefetch(contexts, _read_of, client_for(due[0].portal, settings, session), cache)
+    return cache
+
+
+def _read_of(ctx: RunContext):
+    activity = activity_for(ctx.run.code)
+    handler = HANDLERS.get(activity.code) if activity else None
+    return handler.read if handler else None
+
+
+def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None,
+            cache: dict | None = None) -> None:
     ctx = RunContext(run.portal, run, settings, now, session)
+    if cache:  # reads fetched with the other runs' (background.prefetch)
+        ctx.__dict__["client"] = prefetch.CachedClient(client_for(run.portal, settings, session),
+                                                       cache)
     activity = activity_for(run.code)
     handler = HANDLERS.get(activity.code) if activity else None
     reply, data = None, None

@@ -30,7 +30,7 @@ from notifications import delivery
 log = logging.getLogger(__name__)
 
 LANE_LEASE_S = 30  # a worker that dies loses its lanes within this
-TURN_ROWS = 10  # runs, then outbox rows, per portal per turn
+TURN_ROWS = 50  # runs (their reads one batch), then outbox rows, per portal per turn
 YIELD_S = 1.0  # a portal whose next request is further away waits for a later pass
 PORTALS_MAX = 1000  # per pass
 

@@ -88,14 +88,14 @@ def run_workers(app, count: int, until, seconds=60):
 
 def test_workers_never_send_twice_and_keep_each_portals_calls_in_order_and_limit(app, portals):
     for portal, _ in portals:
-        event_sends(portal, 40)
-    run_workers(app, 3, lambda: Outbox.select().where(Outbox.status == "sent").count() == 120)
-    assert Outbox.select().where(Outbox.status == "sent").count() == 120
+        event_sends(portal, 120)
+    run_workers(app, 3, lambda: Outbox.select().where(Outbox.status == "sent").count() == 360)
+    assert Outbox.select().where(Outbox.status == "sent").count() == 360
     for portal, fake in portals:
         tokens = [p["EVENT_TOKEN"] for p in fake.sent("bizproc.event.send")]
-        assert tokens == [f"{portal.member_id}|{n:03d}" for n in range(40)]  # once each, in order
+        assert tokens == [f"{portal.member_id}|{n:03d}" for n in range(120)]  # once each, in order
         assert fake.most_in_flight == 1  # one worker at a time holds a portal's lane
-        assert len(fake.stamps) == 4  # 10 rows a turn, packed into one request
+        assert len(fake.stamps) == 3  # 50 rows a turn, packed into one request
         for i, first in enumerate(fake.stamps):
             for j in range(i + 1, len(fake.stamps)):
                 allowed = BURST + RATE_PER_S * (fake.stamps[j] - first) + 0.5
@@ -104,20 +104,20 @@ def test_workers_never_send_twice_and_keep_each_portals_calls_in_order_and_limit
 
 def test_a_worker_killed_mid_batch_loses_its_lane_and_claims_and_nothing_is_lost(app, portals):
     (portal, fake), *_ = portals
-    event_sends(portal, 15)
+    event_sends(portal, 65)
     now = utcnow()
     # A worker took the lane and a pack of rows, then died before sending (SIGKILL, power).
     assert lanes.hold(portal.id, lanes.B24, "dead-worker", workers.LANE_LEASE_S, now)
-    taken = list(queue.claimed(dispatch.OUTBOX, now, limit=10))
+    taken = list(queue.claimed(dispatch.OUTBOX, now, limit=50))
     settings = B24Settings.from_config(app.config)
     assert workers.b24_pass(settings, "survivor", now=now) == 0  # the lane is still leased
     later = now + timedelta(seconds=workers.LANE_LEASE_S + 1)
-    assert workers.b24_pass(settings, "survivor", now=later) == 5  # the unclaimed rows
+    assert workers.b24_pass(settings, "survivor", now=later) == 15  # the unclaimed rows
     assert workers.b24_pass(settings, "survivor",
-                            now=now + timedelta(seconds=dispatch.CLAIM_S + 1)) == 10
+                            now=now + timedelta(seconds=dispatch.CLAIM_S + 1)) == 50
     tokens = [p["EVENT_TOKEN"] for p in fake.sent("bizproc.event.send")]
-    assert sorted(tokens) == [f"{portal.member_id}|{n:03d}" for n in range(15)]
-    assert len(taken) == 10 and Outbox.select().where(Outbox.status == "sent").count() == 15
+    assert sorted(tokens) == [f"{portal.member_id}|{n:03d}" for n in range(65)]
+    assert len(taken) == 50 and Outbox.select().where(Outbox.status == "sent").count() == 65
 
 
 def test_a_flooded_portal_does_not_delay_a_quiet_one(app, portals):
@@ -139,3 +139,26 @@ def _run(portal, n):
             "code": "loyalty_card_info", "document_id": json.dumps(["crm", "CCrmDocumentContact",
                                                                     "CONTACT_42"]),
             "properties": "{}", "created_at": utcnow() - timedelta(seconds=60 if n else 1)}
+
+
+def test_the_reads_of_a_portals_runs_share_one_batch_each_deal_read_once(app, portals):
+    from api.ledger import cards
+
+    (portal, fake), *_ = portals
+    fake.add_contact(42)
+    for deal in range(1, 11):
+        fake.deals[deal] = {"ID": str(deal), "CONTACT_ID": "42", "OPPORTUNITY": "1000.00"}
+    cards.create_card(portal, {"phone": "79161234567", "last_name": "Петрова",
+                               "first_name": "Анна", "client_category": "Врач",
+                               "contact_id": 42}, actor="t")
+    ActivityRun.insert_many([{**_run(portal, n), "code": "loyalty_bonus_accrue",
+                              "document_id": json.dumps(["crm", "CCrmDocumentDeal",
+                                                         f"DEAL_{n % 10 + 1}"])}
+                             for n in range(30)]).execute()
+    settings = B24Settings.from_config(app.config)
+    workers.b24_pass(settings, "worker-0")
+    replies = [p["RETURN_VALUES"] for p in fake.sent("bizproc.event.send")]
+    assert len(replies) == 30 and {r["Success"] for r in replies} == {"Y"}
+    assert sum(r["AlreadyAccrued"] == "N" for r in replies) == 10  # one accrual per deal
+    assert len(fake.sent("crm.deal.get")) == 10  # each deal read once, for all its runs
+    assert fake.requests <= 4  # one batch of reads, then the answers packed 50 a request
