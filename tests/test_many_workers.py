@@ -131,7 +131,7 @@ def test_a_flooded_portal_does_not_delay_a_quiet_one(app, portals):
     assert len(quiet_fake.sent("bizproc.event.send")) == 1  # answered in the first pass
     waiting = ActivityRun.select().where((ActivityRun.portal == flooded)
                                          & (ActivityRun.status == "pending")).count()
-    assert waiting == 500 - workers.TURN_ROWS
+    assert waiting == 500 - workers.SHARED_TURN_ROWS
 
 
 def _run(portal, n):
