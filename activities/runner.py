@@ -40,12 +40,12 @@ def backoff(attempts: int) -> timedelta:
 
 
 def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-            session=None) -> int:
+            session=None, portal=None) -> int:
     """Process the runs that are due; returns how many were finished or rescheduled."""
     now = now or utcnow()
     return queue.work_due(ActivityRun, now,
                           lambda run: process(run, settings, now=now, session=session),
-                          limit=limit, claim_s=CLAIM_S)
+                          limit=limit, claim_s=CLAIM_S, portal=portal)
 
 
 def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None) -> None:

@@ -40,6 +40,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update({k: os.environ[k] for k in FOREIGN_ENV if k in os.environ})
     else:
         app.config.update(test_config)
+    from api import commands, logs
+
+    logs.init_app(app)  # first, so that everything after it logs through it
+    commands.init_app(app)
     _ensure_secret_key(app)
 
     from api import auth, db, errors, serve
@@ -58,6 +62,7 @@ def _ensure_secret_key(app: Flask) -> None:
     if not app.config.get("SECRET_KEY"):
         # No default secret in code: without LOYALTY_SECRET_KEY signed links last one process.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.config["SECRET_KEY_GENERATED"] = True  # `flask --app api doctor` reports it
         logging.getLogger(__name__).warning(
             "LOYALTY_SECRET_KEY is not set: using a random key for this process only.")
 

@@ -10,8 +10,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
-                        TABLES, Card, SchemaVersion)
+from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, OPS_TABLES, PAGES_TABLES,
+                        SCHEDULER_TABLES, TABLES, Card, SchemaVersion)
 
 
 def _0001_initial():
@@ -82,6 +82,11 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0010_ops():
+    """The scheduler's heartbeat, so `flask --app api doctor` can tell it is alive."""
+    db.create_tables(OPS_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -89,6 +94,7 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0010_ops", _0010_ops),
 ]
 
 

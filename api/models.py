@@ -384,6 +384,17 @@ class PortalSettings(BaseModel):
 
 PAGES_TABLES = [PortalSettings]
 
+class Heartbeat(BaseModel):
+    """The scheduler's last sign of life, written by the lock holder every tick (`doctor`)."""
+
+    name = CharField(max_length=32, unique=True)
+    holder = CharField(max_length=100)
+    job = CharField(max_length=32)
+    beat_at = DateTimeField()
+
+
+OPS_TABLES = [Heartbeat]
+
 # Every table, in creation order (tests truncate them all).
 ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
-              *PAGES_TABLES]
+              *PAGES_TABLES, *OPS_TABLES]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from api import queue
 from api.clock import utcnow
 from api.models import Notification, Portal
 from notifications import settings as settings_mod
@@ -27,13 +28,12 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50) -> int:
+def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50,
+                portal=None) -> int:
     now = now or utcnow()
     recover_stuck(now)
-    due = (Notification.select(Notification.id)
-           .where((Notification.status == "pending") & Notification.channel.in_(CHANNELS)
-                  & (Notification.next_attempt_at <= now))
-           .order_by(Notification.id).limit(limit))
+    due = queue.due(Notification, now, portal).where(Notification.channel.in_(CHANNELS)) \
+        .order_by(Notification.id).limit(limit)
     return sum(1 for row in list(due) if deliver(row.id, config, now=now, session=session))
 
 

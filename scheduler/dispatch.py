@@ -30,10 +30,10 @@ def backoff(attempts: int) -> timedelta:
 
 
 def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-                session=None) -> int:
+                session=None, portal=None) -> int:
     now = now or utcnow()
     return queue.work_due(Outbox, now, lambda row: deliver(row, settings, now=now, session=session),
-                          limit=limit, claim_s=CLAIM_S)
+                          limit=limit, claim_s=CLAIM_S, portal=portal)
 
 
 def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) -> None:

@@ -15,7 +15,7 @@ from activities.portals import B24Settings
 from activities.runner import run_due
 from api.db import connection
 from notifications import delivery
-from scheduler import daily, sync
+from scheduler import daily, heartbeat, sync
 from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
@@ -39,14 +39,17 @@ class Worker:
     def settings(self) -> B24Settings:
         return B24Settings.from_config(self.app.config)
 
-    def tick(self, now: datetime | None = None, session=None) -> tuple[int, int]:
-        """One pass: due runs first (they enqueue writes), then what waits to be sent."""
+    def tick(self, now: datetime | None = None, session=None,
+             portal=None) -> tuple[int, int, int, int]:
+        """One pass: due runs first (they enqueue writes), then what waits to be sent.
+        Returns the runs, outbox rows, messages and contact events worked."""
         with connection():
-            runs = run_due(self.settings, now=now, session=session)
-            sent = deliver_due(self.settings, now=now, session=session)
-            delivery.deliver_due(self.app.config, now=now, session=session)
-            sync.process_contact_events(self.settings, now=now, session=session)
-        return runs, sent
+            runs = run_due(self.settings, now=now, session=session, portal=portal)
+            sent = deliver_due(self.settings, now=now, session=session, portal=portal)
+            messages = delivery.deliver_due(self.app.config, now=now, session=session, portal=portal)
+            events = sync.process_contact_events(self.settings, now=now, session=session,
+                                                 portal=portal)
+        return runs, sent, messages, events
 
     def daily(self, now: datetime | None = None) -> list[str]:
         with connection():
@@ -62,7 +65,7 @@ class Worker:
                 with connection():
                     held = self.lease.acquire()
                 if held:
-                    job()
+                    heartbeat.run(job, self.lease.holder)
             except Exception:  # the next run retries; one failure must not stop the schedule
                 log.exception("scheduled job %s failed", job.__name__)
         run.__name__ = job.__name__
