@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
+
+import click
 
 LEVELS = ("INFO", "DEBUG", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("text", "json")
@@ -136,13 +139,18 @@ def configure(level: str = "INFO", fmt: str = "text", literals: Iterable[str] = 
     return handler
 
 
+class BadSetting(click.ClickException):
+    """A logging setting that is not one of its choices (a command shows it in one line)."""
+
+
 def _checked(value: str | None, allowed: tuple[str, ...], name: str) -> str:
-    """A setting from `allowed` (case aside); a wrong one is an error, not a silent default."""
-    chosen = (value or allowed[0]).strip()
+    """A setting from `allowed` (the first is the default; case aside). A wrong one is an
+    error, not a silent default: an operator who asked for DEBUG should not get INFO."""
+    chosen = str(value or allowed[0]).strip()
     for option in allowed:
         if chosen.lower() == option.lower():
             return option
-    raise ValueError(f"{name}={chosen!r}: use one of {', '.join(allowed)}")
+    raise BadSetting(f"{name}={chosen!r}: use one of {', '.join(allowed)}.")
 
 
 def app_secrets(config) -> list[str]:
@@ -153,6 +161,13 @@ def app_secrets(config) -> list[str]:
 
 def configure_from(config) -> logging.Handler:
     return configure(config.get("LOG_LEVEL"), config.get("LOG_FORMAT"), app_secrets(config))
+
+
+def configure_from_env(environ=None) -> logging.Handler:
+    """For processes that log before any app exists (gunicorn's master)."""
+    environ = os.environ if environ is None else environ
+    return configure(environ.get("LOYALTY_LOG_LEVEL"), environ.get("LOYALTY_LOG_FORMAT"),
+                     [environ.get(name, "") for name in ("LOYALTY_SECRET_KEY", "B24_CLIENT_SECRET")])
 
 
 @contextmanager
