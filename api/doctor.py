@@ -99,8 +99,9 @@ def database(app: Flask) -> Check:
         return Check("database", FAIL, f"{url} is not reachable: {_first_line(exc)}")
     missing = [name for name, _ in MIGRATIONS if name not in done]
     if missing:
-        return Check("database", FAIL, f"{url} reachable, not migrated (missing "
-                                       f"{', '.join(missing)}): run `flask --app api db upgrade`")
+        what = f"missing {', '.join(missing)}" if done else "no tables yet"
+        return Check("database", FAIL, f"{url} reachable, not migrated ({what}): run "
+                                       "`flask --app api db upgrade`")
     if not isinstance(db.obj, PostgresqlDatabase):
         return Check("database", WARN, f"{url}: SQLite, fine for one machine; production runs on "
                                        "PostgreSQL")
@@ -108,10 +109,13 @@ def database(app: Flask) -> Check:
 
 
 def scheduler(app: Flask) -> Check:
+    from api.models import Heartbeat
     from scheduler import heartbeat
 
     try:
         with connection():
+            if not Heartbeat.table_exists():
+                return Check("scheduler", FAIL, "unknown until the database is migrated")
             row, age = heartbeat.last(), heartbeat.age()
     except DatabaseError as exc:
         return Check("scheduler", FAIL, f"unknown, the database cannot tell: {_first_line(exc)}")
