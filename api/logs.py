@@ -170,8 +170,8 @@ def configure_from(config) -> logging.Handler:
 def configure_from_env(environ=None) -> logging.Handler:
     """For processes that log before any app exists (gunicorn's master)."""
     environ = os.environ if environ is None else environ
-    return configure(environ.get("LOYALTY_LOG_LEVEL"), environ.get("LOYALTY_LOG_FORMAT"),
-                     [environ.get(name, "") for name in ("LOYALTY_SECRET_KEY", "B24_CLIENT_SECRET")])
+    literals = [environ.get(name, "") for name in ("LOYALTY_SECRET_KEY", "B24_CLIENT_SECRET")]
+    return configure(environ.get("LOYALTY_LOG_LEVEL"), environ.get("LOYALTY_LOG_FORMAT"), literals)
 
 
 @contextmanager

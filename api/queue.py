@@ -13,7 +13,8 @@ def backoff(attempts: int, *, first_s: int, max_s: int) -> timedelta:
 
 def due(model, now: datetime, portal=None):
     """The pending rows whose time has come (of one portal when given), oldest first."""
-    query = model.select(model.id).where((model.status == "pending") & (model.next_attempt_at <= now))
+    query = model.select(model.id).where((model.status == "pending")
+                                         & (model.next_attempt_at <= now))
     return query if portal is None else query.where(model.portal == portal)
 
 

@@ -46,7 +46,8 @@ class Worker:
         with connection():
             runs = run_due(self.settings, now=now, session=session, portal=portal)
             sent = deliver_due(self.settings, now=now, session=session, portal=portal)
-            messages = delivery.deliver_due(self.app.config, now=now, session=session, portal=portal)
+            messages = delivery.deliver_due(self.app.config, now=now, session=session,
+                                            portal=portal)
             events = sync.process_contact_events(self.settings, now=now, session=session,
                                                  portal=portal)
         return runs, sent, messages, events
