@@ -50,7 +50,10 @@ def write(ctx: RunContext, data: dict) -> Reply:
 
 
 def _already(card: Card, exc: AlreadyAccrued) -> Reply:
+    """Return values describe this run, which accrued nothing: a designer's branch on
+    `Accrued > 0` must not see the first run's amount again. The log names it."""
     entry = Entry.get_by_id(exc.details["entry_id"])
-    return Reply.ok(f"По этой сделке бонусы уже начислены ({format_kop(entry.amount_kop)})",
-                    Accrued=format_kop(entry.amount_kop), Percent=str(entry.percent),
-                    Balance=format_kop(card.balance_kop), Tier=card.tier, AlreadyAccrued="Y")
+    return Reply.ok(f"По этой сделке бонусы уже начислены ({format_kop(entry.amount_kop)}), "
+                    f"сейчас не начислено ничего",
+                    Accrued=format_kop(0), Percent="0.00", Balance=format_kop(card.balance_kop),
+                    Tier=card.tier, AlreadyAccrued="Y")

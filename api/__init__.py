@@ -54,6 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_api(app)
     _register_bitrix24(app)
     _register_pages(app)
+    _register_data(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
@@ -68,12 +69,19 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def _register_bitrix24(app: Flask) -> None:
-    from activities import cli, views
+    from activities import cli, public_url, views
     from scheduler import worker
 
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)
+
+
+def _register_data(app: Flask) -> None:
+    from api.data import cli as data_cli
+
+    data_cli.init_app(app)  # import/export/forget commands and the audit trail's hook
 
 
 def _register_pages(app: Flask) -> None:
@@ -85,11 +93,13 @@ def _register_pages(app: Flask) -> None:
 def _register_api(app: Flask) -> None:
     from flask_smorest import Api
 
-    from api.views import cards, docs, health, notifications, operations, rules
+    from api.views import (cards, client, client_site, data, docs, health, notifications,
+                           operations, rules, webhooks)
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, notifications, health):
+    for module in (cards, operations, rules, notifications, health, data, client, client_site,
+                   webhooks):
         api.register_blueprint(module.bp)
     app.register_blueprint(docs.bp)
     app.extensions["loyalty_api"] = api

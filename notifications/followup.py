@@ -10,6 +10,7 @@ from __future__ import annotations
 from activities.contacts import fields_update
 from api.models import Card, Entry, Portal
 from api.outbox import enqueue
+from api.webhooks import events as webhook_events
 from notifications import notices, timeline
 from notifications import settings as settings_mod
 from notifications.context import card_context
@@ -19,6 +20,7 @@ CLIENT_NOTICES = {"accrual": ("accrual_sms", "accrual_email"), "debit": ("debit_
 
 
 def follow_up(portal: Portal, card: Card, kind: str, result: dict, key: str) -> dict:
+    webhook_events.movement(portal, card, kind, result, key)  # outbox rows, same transaction
     settings = settings_mod.load(portal)
     on = settings["notices"]
     amount = format_bonus(abs(result.get("amount_kop", 0)))

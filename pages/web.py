@@ -123,6 +123,7 @@ MESSAGES = {
     "repair_failed": "Восстановление не удалось.",
     "retried": "Доставка повторена.",
     "retry_failed": "Повторная доставка не удалась, причина — в таблице.",
+    "resumed": "Работа с порталом возобновлена.",
 }
 
 
@@ -130,11 +131,9 @@ def b24_settings():
     """The app's Bitrix24 settings; handler URLs where Bitrix24 reached us if no PUBLIC_URL."""
     from activities.portals import B24Settings
 
-    found = B24Settings.from_config(current_app.config)
-    if found.public_url:
-        return found
-    return B24Settings(found.client_id, found.client_secret, found.oauth_url,
-                       request.url_root.rstrip("/"), found.config)
+    from activities import public_url
+
+    return public_url.for_request(B24Settings.from_config(current_app.config))
 
 
 def b24_client():

@@ -28,8 +28,11 @@ def scheduler_cli():
 
 @scheduler_cli.command("run", help="Run the scheduler in this process (production: its own "
                                    "process beside gunicorn; only one acts per database).")
-def run_command():
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Bitrix24 lane worker threads (PostgreSQL; SQLite keeps one).")
+def run_command(workers: int):
     worker = current_app.extensions["worker"]
+    worker.workers = workers
     click.echo("Scheduler starting: outbox every 3 s, daily jobs at "
                f"{current_app.config.get('DAILY_AT') or '09:00'} portal time, "
                f"contact sync at {current_app.config.get('SYNC_AT') or '02:30'}.")
@@ -129,10 +132,12 @@ def _outbox_once(portal: Portal | None, dry_run: bool) -> None:
         for line in preview.outbox_lines(utcnow(), portal):
             click.echo(f"  {line}")
         return
-    runs, sent, messages, events = current_app.extensions["worker"].tick(portal=portal)
-    click.echo(f"Outbox{scope}: worked " + _counts(
-        {"activity run(s)": runs, "Bitrix24 batch(es)": sent, "message(s)": messages,
-         "contact event(s)": events}) + ".")
+    runs, sent, messages, hooks, events = current_app.extensions["worker"].tick(portal=portal)
+    counts = {"activity run(s)": runs, "Bitrix24 batch(es)": sent, "message(s)": messages,
+              "webhook delivery(ies)": hooks, "contact event(s)": events}
+    if portal is not None:
+        del counts["webhook delivery(ies)"]  # not split by portal: the scheduler sends them
+    click.echo(f"Outbox{scope}: worked " + _counts(counts) + ".")
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -144,10 +144,9 @@ def api(client, portal):
 @pytest.fixture(autouse=True)
 def fresh_rate_limiter(monkeypatch):
     """Each test gets its own bucket, and the limiter never really sleeps."""
-    from activities import b24client
+    from background import ratelimit
 
-    monkeypatch.setattr(b24client, "DEFAULT_LIMITER",
-                        b24client.RateLimiter(sleep=lambda s: None))
+    monkeypatch.setattr(ratelimit, "DEFAULT_LIMITER", ratelimit.RateLimiter(sleep=lambda s: None))
 
 
 @pytest.fixture

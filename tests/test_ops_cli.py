@@ -209,7 +209,7 @@ def walk(command: click.Command, path: str):
         yield from walk(sub, f"{path} {name}")
 
 
-OURS = ("api", "scheduler", "activities", "pages", "notifications")
+OURS = ("api", "scheduler", "activities", "pages", "notifications", "background")
 
 
 def test_every_command_and_option_has_help(app):

@@ -167,6 +167,10 @@ def test_a_token_refresh_at_debug_shows_no_secret(app, b24, installed, captured,
 class OAuthServer(BaseHTTPRequestHandler):
     """A loopback OAuth server, so urllib3 writes its real DEBUG line with the query."""
 
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
     def do_GET(self):  # noqa: N802 - http.server's name
         body = json.dumps({"access_token": "access-2", "refresh_token": "refresh-2",
                            "expires": 1767232800, "expires_in": 3600,
@@ -203,8 +207,15 @@ def test_urllib3_debug_lines_of_a_refresh_show_no_secret(app, b24, installed, oa
     assert client.call("app.info")["result"]
     urllib3_lines = [line for line in captured.getvalue().splitlines()
                      if "urllib3.connectionpool" in line and "/oauth/token/" in line]
-    assert urllib3_lines and "client_secret=***" in urllib3_lines[0], captured.getvalue()
+    assert urllib3_lines, captured.getvalue()
+    # The refresh is a form POST, so its line carries no query; a GET would (the documented
+    # form of the call): urllib3's own line for it, in urllib3's own format, is masked too.
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s://%s:%s "%s %s %s" %s %s', "https", "oauth.bitrix.info", 443, "GET",
+        "/oauth/token/?grant_type=refresh_token&client_id=local.1&client_secret="
+        "client-secret-xyz&refresh_token=refresh-1", "HTTP/1.1", 200, 312)
     assert any("client_secret=client-secret-xyz" in line for line in raw)
+    assert "client_secret=***&refresh_token=*** HTTP/1.1" in captured.getvalue()
     assert_clean(captured.getvalue())
 
 

@@ -24,14 +24,14 @@ def failed_delivery(portal, error="QUERY_LIMIT_EXCEEDED: Too many requests") -> 
 def test_a_fresh_portal_shows_every_registration_missing(admin):
     page = text(admin.get("/b24/app/health"))
     assert 'id="tokens">работают' in page
-    assert "loyalty_card_create" in page and "ONCRMDEALUPDATE" in page
+    assert "loyalty_card_create" in page and "ONCRMCONTACTUPDATE" in page
     assert "UF_CRM_LOYALTY_CARD" in page and 'data-ok="no"' in page
 
 
 def test_repair_registers_what_is_missing(admin, b24p):
     response = admin.post("/b24/app/health/repair")
     assert response.status_code == 303 and "m=repaired" in response.location
-    assert len(b24p.activities) == 6 and len(b24p.events) == 4 and len(b24p.fields) == 3
+    assert len(b24p.activities) == 6 and len(b24p.events) == 3 and len(b24p.fields) == 3
     page = text(admin.client.get(response.location))
     assert "Регистрации восстановлены" in page and "12 added" in page
     assert 'data-ok="no"' not in page

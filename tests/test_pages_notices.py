@@ -88,7 +88,7 @@ def test_send_a_test_to_me_by_chat_goes_through_the_outbox(admin, installed):
     row = Notification.get()
     assert (row.channel, row.recipient, row.body, row.card) == ("chat", "1", "Тест для Анна", None)
     calls = json.loads(Outbox.get().calls)
-    assert calls == {f"notice_{row.id}": ["im.notify.personal.add", {
+    assert calls == {f"notice_{row.id}": ["im.notify.system.add", {
         "USER_ID": 1, "MESSAGE": "Тест для Анна", "TAG": f"loyalty:n{row.id}"}]}
 
 

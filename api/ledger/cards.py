@@ -12,6 +12,7 @@ from api.ledger.errors import CardExists, CardNotFound, InvalidInput, MissingFie
 from api.ledger.operations import WELCOME, grant
 from api.ledger.phones import PhoneError, normalize
 from api.models import Card, Portal
+from api.webhooks import events as webhook_events
 
 PROFILE_FIELDS = ("last_name", "first_name", "middle_name", "client_category", "email",
                   "birthdate", "manager_id")
@@ -59,6 +60,7 @@ def create_card(portal: Portal, data: dict, *, actor: str,
             if rules.welcome_bonus_kop > 0:
                 grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=f"welcome:{number}",
                       actor=actor, comment="Приветственные бонусы", now=now)
+            webhook_events.card_created(portal, card.id)
     except IntegrityError:
         # Another request issued it between our look and our insert: answer as if we had looked later.
         existing = _existing(portal, number, contact_id)

@@ -20,8 +20,9 @@ def _lot(**data) -> Lot:
 
 
 def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
-             lifetime_days: int) -> Lot:
-    expires_at = created + timedelta(days=lifetime_days)
+             lifetime_days: int, expires_at: datetime | None = None) -> Lot:
+    # An imported or transferred lot keeps the expiry it already had (expires_at).
+    expires_at = expires_at or created + timedelta(days=lifetime_days)
     lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
                         sql.timestamp(expires_at))
     rollups.live(card.portal_id, expires_at.date(), amount_kop)

@@ -34,7 +34,10 @@ from api.models import Card, Entry, Portal
 
 ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT = "accrual", "debit", "reversal", "adjustment"
 EXPIRY, WELCOME, BIRTHDAY = "expiry", "welcome", "birthday"
-KINDS = (ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT, EXPIRY, WELCOME, BIRTHDAY)
+# import: an opening balance brought from elsewhere (api.imports); transfer: a merge of two
+# cards moves the balance out of one and into the other as a pair (api.merges).
+IMPORT, TRANSFER = "import", "transfer"
+KINDS = (ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT, EXPIRY, WELCOME, BIRTHDAY, IMPORT, TRANSFER)
 REFERENCE_MAX_LEN = 100
 COMMENT_MAX_LEN = 1000
 
