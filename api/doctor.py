@@ -56,9 +56,9 @@ def _local(host: str) -> bool:
 
 def secret_key(app: Flask) -> Check:
     if app.config.get("SECRET_KEY_GENERATED") or not app.config.get("SECRET_KEY"):
-        return Check("secret key", FAIL, "LOYALTY_SECRET_KEY is not set: each process makes up "
-                                         "its own, so signed links break between workers and "
-                                         "restarts")
+        return Check("secret key", FAIL, "LOYALTY_SECRET_KEY is not set: the key generated in "
+                                         "this host's instance folder is not shared with other "
+                                         "hosts or containers, so their signed links differ")
     if len(str(app.config["SECRET_KEY"])) < SECRET_KEY_MIN:
         return Check("secret key", FAIL, f"LOYALTY_SECRET_KEY is shorter than {SECRET_KEY_MIN} "
                                          "characters: python3 -c 'import secrets; "

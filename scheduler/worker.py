@@ -25,7 +25,7 @@ from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
 from notifications import delivery
-from scheduler import daily, heartbeat, sync
+from scheduler import daily, heartbeat, offline, reconcile, sync
 from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
@@ -67,7 +67,10 @@ class Worker:
             sent = deliver_due(self.settings, now=now, session=session, portal_id=pid)
             messages = delivery.deliver_due(self.app.config, now=now, session=session,
                                             portal=portal)
-            hooks = webhook_sender.deliver_due(self.app.config, now=now) if pid is None else 0
+            hooks = 0
+            if pid is None:  # not split by portal: with --portal the scheduler does these
+                hooks = webhook_sender.deliver_due(self.app.config, now=now)
+                offline.tick(self.settings, now=now, session=session)  # lost events, merges
             events = sync.process_contact_events(self.settings, now=now, session=session,
                                                  portal=portal)
         return runs, sent, messages, hooks, events
@@ -84,6 +87,7 @@ class Worker:
 
     def contact_events(self) -> None:
         with connection():
+            offline.tick(self.settings)  # events kept while we were down, merges, deletes
             sync.process_contact_events(self.settings)
 
     def daily(self, now: datetime | None = None) -> list[str]:
@@ -93,6 +97,7 @@ class Worker:
     def nightly_sync(self) -> None:
         with connection():
             sync.sync_all(self.settings, progress=log.info)
+            reconcile.reconcile_all(self.settings)  # then our fields on every contact
 
     def holds_lock(self) -> bool:
         with self._lease_guard, connection():

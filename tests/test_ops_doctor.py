@@ -49,7 +49,8 @@ def test_a_ready_service_passes(ready):
 
 
 def test_a_bare_install_is_told_everything_it_lacks(tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"})
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}",
+                      "SECRET_KEY_FILE": str(tmp_path / "secret_key")})
     code, output = doctor(app)
     assert code == 1
     assert "LOYALTY_PUBLIC_URL is not set" in line(output, "public URL")
