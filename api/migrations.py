@@ -11,8 +11,8 @@ from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, NOTIFY_TABLES,
-                        PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES,
-                        ApiKey, B24Event, Card, Outbox, Portal, SchemaVersion)
+                        OPS_TABLES, PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES,
+                        WORK_TABLES, ApiKey, B24Event, Card, Outbox, Portal, SchemaVersion)
 
 
 def _0001_initial():
@@ -122,6 +122,11 @@ def _0011_api():
                                  CharField(max_length=100, default="read write admin")))
 
 
+def _0010_ops():
+    """The scheduler's heartbeat, so `flask --app api doctor` can tell it is alive."""
+    db.create_tables(OPS_TABLES)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -135,6 +140,7 @@ MIGRATIONS = [
     ("0013_data", _0013_data),
     ("0014_follow", _0014_follow),
     ("0011_api", _0011_api),
+    ("0010_ops", _0010_ops),
 ]
 
 

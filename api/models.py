@@ -596,3 +596,16 @@ class ProductRuleSet(BaseModel):
 FOLLOW_TABLES = [ClientSite, ClientOrigin, LoginCode, Throttle, WebhookSubscription,
                  WebhookEvent, WebhookDelivery, WebhookAttempt, ProductRuleSet]
 ALL_TABLES += FOLLOW_TABLES
+
+
+class Heartbeat(BaseModel):
+    """The scheduler's last sign of life, written by the lock holder every run (`doctor`)."""
+
+    name = CharField(max_length=32, unique=True)
+    holder = CharField(max_length=100)
+    job = CharField(max_length=32)
+    beat_at = DateTimeField()
+
+
+OPS_TABLES = [Heartbeat]
+ALL_TABLES += OPS_TABLES
