@@ -9,6 +9,7 @@ import click
 from flask.cli import AppGroup
 from flask import g, request
 
+from api import keycache
 from api.clock import utcnow
 from api.db import connection
 from api.errors import ApiError
@@ -34,9 +35,7 @@ def require_api_key() -> None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthorized", "Нужен заголовок Authorization: Bearer <API-ключ>.")
-    row = (ApiKey.select(ApiKey, Portal).join(Portal)
-           .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
-           .first())
+    row = keycache.lookup(hash_key(key.strip()))  # cached per process for seconds
     # The lookup is by hash; compare again in constant time so timing tells nothing.
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
         raise ApiError(401, "unauthorized", "API-ключ не найден или отозван.")
@@ -78,6 +77,7 @@ def revoke_command(prefix: str):
     with connection():
         count = (ApiKey.update(revoked_at=utcnow())
                  .where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null()).execute())
+    keycache.forget()  # this process at once, the others within keycache.KEY_CACHE_S
     click.echo(f"Revoked {count} key(s) starting with {prefix}.")
 
 

@@ -5,13 +5,14 @@ playhouse.migrate so that existing data is kept. Never edit one that has shipped
 """
 from __future__ import annotations
 
-from peewee import IntegerField
+from peewee import CharField, IntegerField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, NOTIFY_TABLES, PAGES_TABLES, SCHEDULER_TABLES,
-                        TABLES, Card, SchemaVersion)
+from api.models import (B24_TABLES, KPI_TABLES, LEDGER_TABLES, NOTIFY_TABLES, PAGES_TABLES,
+                        SCHEDULER_TABLES, TABLES, Card, NotificationSettings, Operation,
+                        PortalSettings, ProgramRules, SchemaVersion)
 
 
 def _0001_initial():
@@ -46,7 +47,7 @@ def _0004_scheduler():
 class _without_later_columns:
     """Hide the columns added by later migrations while creating the first tables."""
 
-    LATER = {Card: ["birthday_md"]}
+    LATER = {Card: ["birthday_md"], Operation: ["scope", "folded"]}
 
     def __enter__(self):
         self.saved, self.indexes = {}, {}
@@ -82,6 +83,30 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0012_ledger():
+    """Key scopes, rollups folded after commit, the settings version token."""
+    migrator = _migrator()
+    # Rows already written were rolled up in their own transaction: folded = 1.
+    apply(migrator.add_column("operation", "scope", CharField(max_length=16, default="client")),
+          migrator.add_column("operation", "folded", IntegerField(default=1)))
+    # Gifts were always the ledger's own keys (welcome:<number>, birthday:<card>:<year>).
+    Operation.update(scope="system").where(Operation.kind.in_(["welcome", "birthday"])).execute()
+    db.execute_sql('DROP INDEX IF EXISTS "operation_portal_id_key"')
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "operation_portal_id_scope_key" '
+                   'ON "operation" ("portal_id", "scope", "key")')
+    # Only operations still to fold: the index stays as small as the backlog.
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "operation_unfolded" ON "operation" '
+                   '("portal_id", "id") WHERE "folded" = 0')
+    db.create_tables(LEDGER_TABLES)
+    from api.versions import bump
+
+    saved = set()
+    for model in (ProgramRules, NotificationSettings, PortalSettings):
+        saved |= {row[0] for row in model.select(model.portal).tuples()}
+    for portal_id in sorted(saved):
+        bump(portal_id)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -89,6 +114,7 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0012_ledger", _0012_ledger),
 ]
 
 

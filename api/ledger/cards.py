@@ -8,6 +8,7 @@ from peewee import IntegrityError
 from api.clock import utcnow
 from api.db import db
 from api.ledger import rules as rules_mod
+from api.ledger.idempotency import system
 from api.ledger.errors import CardExists, CardNotFound, InvalidInput, MissingFields
 from api.ledger.operations import WELCOME, grant
 from api.ledger.phones import PhoneError, normalize
@@ -57,7 +58,7 @@ def create_card(portal: Portal, data: dict, *, actor: str,
                                tier=rules.tiers[0].name, created_at=now, updated_at=now,
                                search_text=search_text(profile), **profile)
             if rules.welcome_bonus_kop > 0:
-                grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=f"welcome:{number}",
+                grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=system(f"welcome:{number}"),
                       actor=actor, comment="Приветственные бонусы", now=now)
     except IntegrityError:
         # Another request issued it between our look and our insert: answer as if we had looked later.

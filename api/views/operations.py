@@ -8,7 +8,6 @@ from api import schemas
 from api.auth import require_api_key
 from api.errors import ApiError
 from api.ledger import cards, history, operations, reversals
-from api.db import db
 from api.ledger.idempotency import KEY_MAX_LEN, Outcome
 from notifications.followup import queue_follow_up
 
@@ -36,12 +35,12 @@ def idempotency_key() -> str:
 def answer(operation, *args, **kwargs):
     """Run a ledger operation and, in the same transaction, what follows it (notices,
     the contact's fields in Bitrix24); a replay writes and sends nothing new."""
-    with db.atomic():
-        outcome: Outcome = operation(*args, **kwargs)
-        if not outcome.replayed and outcome.result.get("kind") in FOLLOWED:
-            card = cards.get_card(g.portal, outcome.result["card_number"])
-            queue_follow_up(g.portal, card, outcome.result["kind"], outcome.result,
+    def follow(outcome: Outcome) -> None:  # run by the ledger inside its transaction
+        if outcome.result.get("kind") in FOLLOWED:
+            queue_follow_up(g.portal, outcome.card, outcome.result["kind"], outcome.result,
                             kwargs["key"])
+
+    outcome: Outcome = operation(*args, follow=follow, **kwargs)
     headers = {"Idempotency-Hit": "true"} if outcome.replayed else {}
     return outcome.result, 201, headers
 
