@@ -99,7 +99,7 @@ def prepare(url: str, cards: int) -> tuple[str, list[str]]:
         create_card(portal, {"phone": HOT_PHONE, "last_name": "Горячая", "first_name": "Карта",
                              "client_category": "Бенч"}, actor="bench")
         accrue(portal, HOT_PHONE, HOT_FUND_KOP, key="fund:hot", actor="bench")
-    db.obj.close_all()
+    getattr(db.obj, "close_all", db.obj.close)()  # pooled or not (a before/after run)
     return key, numbers
 
 
@@ -110,7 +110,7 @@ def ledger_check(url: str) -> str:
         entries = Entry.select(fn.COALESCE(fn.SUM(Entry.amount_kop), 0)).scalar()
         lots = Lot.select(fn.COALESCE(fn.SUM(Lot.remaining_kop), 0)).scalar()
         count = Entry.select().count()
-    db.obj.close_all()
+    getattr(db.obj, "close_all", db.obj.close)()  # pooled or not (a before/after run)
     ok = "OK" if balances == entries == lots else "MISMATCH"
     return (f"{count:,} entries; Σ balances {balances:,} = Σ entries {entries:,} = "
             f"Σ lot remainders {lots:,} kop: {ok}")

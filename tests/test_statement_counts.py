@@ -42,3 +42,25 @@ def test_a_debit_is_at_most_ten_statements(warm):
 def test_a_card_read_is_two_statements(warm):
     count, sql = statements(lambda: warm.get(f"/api/v1/cards/{NUMBER}"))
     assert count <= 2, "\n".join(sql)
+
+
+def test_healthz_is_one_round_trip(client, app):
+    with count_queries() as counter:
+        assert client.get("/api/v1/healthz").status_code == 200
+    assert counter.count == 1
+
+
+def test_a_saved_change_reaches_the_next_operation_despite_the_caches(warm):
+    from api.models import Notification
+
+    def sms() -> int:
+        return Notification.select().where(Notification.template == "accrual_sms").count()
+
+    before = sms()
+    changed = warm.put("/api/v1/settings/notifications", json={"notices": {"accrual_sms": False}})
+    assert changed.status_code == 200, changed.get_json()
+    assert warm.put("/api/v1/rules", json={"tiers": [
+        {"name": "Один", "threshold": "0.00", "percent": "10.00"}]}).status_code == 200
+    accrued = warm.op(NUMBER, "accruals", {"amount": "1000"})
+    assert accrued.get_json()["amount"] == "100.00"  # 10 %, not the cached 3 %
+    assert sms() == before  # the cached settings would still have sent it

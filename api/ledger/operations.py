@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from peewee import DateField, DateTimeField
+
 from api.clock import utcnow
 from api.db import db, lock_rows
 from api import versions
@@ -53,7 +55,10 @@ def lock_card(portal: Portal, number: str) -> Card:
     return card
 
 
-_CARD_FIELDS = Card._meta.sorted_fields  # the order of sql "lock_card"'s columns
+# The order of sql "lock_card"'s columns, each with the conversion its raw value needs
+# (SQLite hands dates and times back as text; the rest arrive as Python wants them).
+_CARD_FIELDS = [(f.name, f.python_value if isinstance(f, (DateField, DateTimeField)) else None)
+                for f in Card._meta.sorted_fields]
 # What an entry may carry besides its amount; empty unless given.
 _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "reverses": None,
                    "comment": None}
@@ -66,7 +71,8 @@ def _lock(portal: Portal, number: str) -> Card:
     if row is None:
         raise CardNotFound(number)
     card = Card(__no_default__=True)
-    card.__data__ = {f.name: f.python_value(v) for f, v in zip(_CARD_FIELDS, row)}
+    card.__data__ = {name: convert(v) if convert and v is not None else v
+                     for (name, convert), v in zip(_CARD_FIELDS, row)}
     card.settings_token = row[-1]
     return card
 
