@@ -12,21 +12,24 @@ import json
 import logging
 import re
 import threading
-import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
+from typing import Any, ClassVar, Iterator, Mapping, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+
+# One bucket per portal for every process of the host (background.ratelimit).
+from background.ratelimit import RateLimiter, shared as shared_limiter
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "b24-loyalty/0.1.0 (+python-requests)"
 BATCH_COMMANDS_MAX = 50  # the server rejects more with ERROR_BATCH_LENGTH_EXCEEDED
 REDIRECT_HOPS_MAX = 3
+OAUTH_TIMEOUT_S = 10  # a refresh runs under the portal's lock: keep the lock short
 MASK = "***"
 
 _METHOD_RE = re.compile(r"^[A-Za-z0-9_.]{1,128}$")
@@ -98,7 +101,7 @@ class PortalAuth:
 
 class TokenStore(Protocol):
     def lock(self, member_id: str) -> AbstractContextManager[Any]:
-        """Serialise refreshes of one portal across threads."""
+        """Serialise refreshes of one portal (PortalTokenStore: across processes too)."""
 
     def load(self, member_id: str) -> PortalAuth:
         """Fresh read: another worker may have refreshed since we last looked."""
@@ -131,47 +134,6 @@ class InMemoryTokenStore:
             self._auth[member_id] = auth
 
 
-# --- rate limiter -----------------------------------------------------------------------------
-
-class RateLimiter:
-    """Token bucket per member_id, mirroring the portal's leaky bucket (2 req/s, burst 50).
-
-    Sleeping happens outside the lock so one throttled portal never stalls the others.
-    """
-
-    def __init__(self, rate_per_s: float = 2.0, burst: int = 50,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError("rate_per_s must be > 0 and burst >= 1")
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # member_id -> (tokens, stamp)
-
-    def acquire(self, member_id: str) -> None:
-        while (wait_s := self._take(member_id)) > 0:
-            self._sleep(wait_s)
-
-    def _take(self, member_id: str) -> float:
-        """Take a slot and return 0, or return how long to wait for one."""
-        with self._lock:
-            now = self._clock()
-            tokens, stamp = self._buckets.get(member_id, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - stamp) * self.rate_per_s)
-            if tokens >= 1.0:
-                self._buckets[member_id] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[member_id] = (tokens, now)
-            return (1.0 - tokens) / self.rate_per_s
-
-
-# One bucket per portal per process: the portal counts every client of ours together.
-DEFAULT_LIMITER = RateLimiter()
-
-
 # --- batch ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -186,6 +148,7 @@ class BatchResult:
     errors: Mapping[str, BatchError]
     totals: Mapping[str, Any]
     next: Mapping[str, Any]
+    times: Mapping[str, Any] = field(default_factory=dict)  # per key: `time`, with `operating`
 
     def ok(self, key: str) -> bool:
         return key in self.results and key not in self.errors
@@ -243,14 +206,14 @@ class B24Client:
     def __init__(self, portal: PortalAuth, store: TokenStore, *, client_id: str,
                  client_secret: str, oauth_url: str = "https://oauth.bitrix.info/oauth/token/",
                  session: requests.Session | None = None, limiter: RateLimiter | None = None,
-                 timeout_s: float = 30) -> None:
+                 timeout_s: float = 10) -> None:  # short: a worker must not hang on a portal
         self._auth = portal
         self._store = store
         self._client_id = client_id
         self._client_secret = client_secret
         self._oauth_url = oauth_url
         self._session = session or requests.Session()
-        self._limiter = limiter or DEFAULT_LIMITER
+        self._limiter = limiter or shared_limiter()
         self._timeout_s = timeout_s
         self._state_lock = threading.Lock()
         self._secrets: set[str] = {client_secret}
@@ -305,8 +268,9 @@ class B24Client:
             self.requests_made += 1
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json",
                    **kwargs.pop("headers", {})}
+        timeout_s = min(kwargs.pop("timeout_s", self._timeout_s), self._timeout_s)
         try:
-            resp = self._session.request(verb, url, headers=headers, timeout=self._timeout_s,
+            resp = self._session.request(verb, url, headers=headers, timeout=timeout_s,
                                          allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise self._transport_error(exc) from None  # the cause may quote secrets
@@ -348,9 +312,12 @@ class B24Client:
         log.info("refreshed tokens of portal %s", member_id)
 
     def _oauth_refresh(self, old: PortalAuth) -> PortalAuth:
-        params = {"grant_type": "refresh_token", "client_id": self._client_id,
-                  "client_secret": self._client_secret, "refresh_token": old.refresh_token}
-        resp = self._send("GET", self._oauth_url, params=params)
+        # A form POST, not the documented GET: a query string lands in urllib3's DEBUG log,
+        # proxies' and the OAuth server's access logs. oauth.bitrix24.tech answers the POST
+        # the same (b24jssdk issue #149 / PR #239, checked against the live server).
+        form = {"grant_type": "refresh_token", "client_id": self._client_id,
+                "client_secret": self._client_secret, "refresh_token": old.refresh_token}
+        resp = self._send("POST", self._oauth_url, data=form, timeout_s=OAUTH_TIMEOUT_S)
         body = _json_body(resp)
         if body is None or "error" in body or resp.status_code >= 400:
             raise self._oauth_error(resp.status_code, body)
@@ -401,7 +368,8 @@ class B24Client:
         errors = {key: self._batch_error(err) for key, err in failed}
         return BatchResult(results=_as_map(raw.get("result")), errors=errors,
                            totals=_as_map(raw.get("result_total")),
-                           next=_as_map(raw.get("result_next")))
+                           next=_as_map(raw.get("result_next")),
+                           times=_as_map(raw.get("result_time")))
 
     def _batch_error(self, err: Any) -> BatchError:
         if not isinstance(err, dict):

@@ -7,13 +7,20 @@ from api.ledger.money import format_kop
 from api.ledger.phones import PhoneError, is_mobile, normalize
 from api.models import Card
 
-# Created at install (crm.contact.userfield.add prefixes UF_CRM_ itself).
+# Created at install (crm.contact.userfield.add prefixes UF_CRM_ itself). The server
+# refuses a code over 20 characters with the prefix (protocol §7.2; newer cores allow 50,
+# older ones 20, and we must install on both): UF_CRM_LOYALTY_BALANCE (22) never existed
+# anywhere, so the balance is UF_CRM_LOYALTY_BAL (migration 0008_portal renames queued writes).
+UF_PREFIX = "UF_CRM_"
+UF_CODE_MAX = 20
 USER_FIELDS = [
     ("LOYALTY_CARD", "string", ("Бонусная карта", "Loyalty card")),
-    ("LOYALTY_BALANCE", "double", ("Бонусный баланс", "Bonus balance")),
+    ("LOYALTY_BAL", "double", ("Бонусный баланс", "Bonus balance")),
     ("LOYALTY_TIER", "string", ("Уровень лояльности", "Loyalty tier")),
 ]
-UF_CARD, UF_BALANCE, UF_TIER = (f"UF_CRM_{name}" for name, _, _ in USER_FIELDS)
+UF_CARD, UF_BALANCE, UF_TIER = (f"{UF_PREFIX}{name}" for name, _, _ in USER_FIELDS)
+# Names an earlier version wrote; 0008_portal rewrites them in queued writes.
+RENAMED_FIELDS = {"UF_CRM_LOYALTY_BALANCE": UF_BALANCE}
 
 
 def birthdate(value) -> date | None:

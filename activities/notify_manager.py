@@ -1,12 +1,14 @@
-"""loyalty_notify_manager: a personal notification (or chat message) to a Bitrix24 user.
+"""loyalty_notify_manager: a notification from the app (or a chat message) to a Bitrix24 user.
 
 Sent while reading, because its id is a return value. The message is recorded first;
-a rerun after a crash finds it sent and reuses its id, and a resend carries the same
-TAG, which replaces the first notification rather than adding a second.
+a rerun after a crash finds it sent and reuses its id. A resent notification carries the
+same TAG, which replaces the first rather than adding a second; a chat message has no TAG,
+so it is claimed before sending and never sent twice (notices.claim_untagged).
 """
 from __future__ import annotations
 
 from activities import contacts, lookup
+from activities.b24client import B24Error
 from activities.forms import FormError
 from activities.runtime import Reply, RunContext
 from notifications import notices
@@ -29,14 +31,31 @@ def read(ctx: RunContext) -> dict:
         raise FormError("Message", exc.message) from None
     settings = notice_settings.load(ctx.portal)
     row = notices.insert(ctx.portal, card, f"{ctx.key}:chat", "chat", "bp", str(user), None, text)
-    if row.status == "pending":
-        key, (method, params) = notices.chat_call(row, settings)
-        result = ctx.client.call(method, params).get("result")
-        if not result:
-            raise FormError("User", f"Битрикс24 не принял сообщение для пользователя {user}")
-        notices.mark_chat(row.id, result, None)
-        row = type(row).get_by_id(row.id)
+    if row.status in ("pending", "sending"):
+        row = _send(ctx, row, settings, user)
+    if row.status == "unknown":
+        raise FormError("User", row.error)
     return {"message_id": row.provider_message_id or "", "user": user}
+
+
+def _send(ctx: RunContext, row, settings: dict, user: int):
+    """Send once: a message without TAG whose earlier send went unanswered is not repeated."""
+    key, call = notices.chat_call(type(row).get_by_id(row.id), settings) or (None, None)
+    calls, held = notices.claim_untagged({key: call} if key else {})
+    if key is None or held:
+        return type(row).get_by_id(row.id)
+    method, params = calls[key]
+    try:
+        result = ctx.client.call(method, params).get("result")
+    except B24Error as exc:
+        if notices.not_run(exc):
+            notices.release_untagged([key])
+        raise
+    if not result:
+        notices.release_untagged([key])
+        raise FormError("User", f"Битрикс24 не принял сообщение для пользователя {user}")
+    notices.mark_chat(row.id, result, None)
+    return type(row).get_by_id(row.id)
 
 
 def write(ctx: RunContext, data: dict) -> Reply:

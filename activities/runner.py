@@ -18,12 +18,13 @@ from activities.definitions import activity_for
 from activities.forms import FormError
 from activities.portals import B24Settings
 from activities.runtime import Reply, RunContext
-from api import queue
 from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import LedgerError
 from api.models import ActivityRun
 from api.outbox import enqueue
+from background import lanes, pacing
+from background import queue
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,45 @@ HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
 ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
 CLAIM_S = 300
 LOG_MESSAGE_MAX = 1000
+# Runs that talk to UniSender are worked in its own lane (background.lanes.UNISENDER), so a
+# slow provider never holds up the Bitrix24 lane's answers.
+UNISENDER_CODES = ("loyalty_unisender_send",)
 
 
 def backoff(attempts: int) -> timedelta:
     return queue.backoff(attempts, first_s=15, max_s=3600)
 
 
+def _gave_up(run: ActivityRun, now: datetime) -> None:
+    """A dead letter still answers its workflow, unless there is nobody left to answer."""
+    if run.portal.status in ("deleted", "uninstalled"):
+        return
+    with db.atomic():
+        enqueue(run.portal, f"run:{run.id}", {"event_send": _event_send(
+            run, Reply.error("Внутренняя ошибка сервиса лояльности"))})
+
+
+RUNS = queue.Queue(ActivityRun, claim_s=CLAIM_S, attempts_max=ATTEMPTS_MAX, first_s=15,
+                   max_s=3600, on_dead=_gave_up)
+
+
 def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-            session=None) -> int:
-    """Process the runs that are due; returns how many were finished or rescheduled."""
+            session=None, lane: str | None = None, portal_id: int | None = None) -> int:
+    """Process the runs that are due; returns how many were finished or rescheduled.
+
+    `lane`: only the runs of that lane (None: every run, one after another);
+    `portal_id`: only that portal's (a worker holding its lane).
+    """
     now = now or utcnow()
-    return queue.work_due(ActivityRun, now,
-                          lambda run: process(run, settings, now=now, session=session),
-                          limit=limit, claim_s=CLAIM_S)
+    where = ~(ActivityRun.portal.in_(lanes.paused_ids(lanes.B24, now)))
+    if portal_id is not None:
+        where &= ActivityRun.portal == portal_id
+    if lane == lanes.UNISENDER:
+        where &= ActivityRun.code.in_(UNISENDER_CODES)
+    elif lane == lanes.B24:
+        where &= ActivityRun.code.not_in(UNISENDER_CODES)
+    return queue.work_due(RUNS, now, lambda run: process(run, settings, now=now, session=session),
+                          limit=limit, where=where)
 
 
 def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=None) -> None:
@@ -59,8 +86,7 @@ def process(run: ActivityRun, settings: B24Settings, *, now: datetime, session=N
         else:
             data = handler.read(ctx)
     except B24TransientError as exc:
-        if run.attempts < ATTEMPTS_MAX:
-            _reschedule(run, f"{exc.code}: {exc.description}", now)
+        if pacing.settle(RUNS, run, run.portal, exc, now):
             return
         reply = Reply.error(f"Битрикс24 не ответил после {run.attempts} попыток: {exc.code}")
     except unisender_send.StillSending as exc:
@@ -103,11 +129,14 @@ def _write(ctx: RunContext, handler, data) -> Reply:
         return Reply.error("Внутренняя ошибка сервиса лояльности")
 
 
+def _event_send(run: ActivityRun, reply: Reply) -> tuple[str, dict]:
+    return ("bizproc.event.send", {"EVENT_TOKEN": run.event_token, "RETURN_VALUES": reply.values,
+                                   "LOG_MESSAGE": reply.log[:LOG_MESSAGE_MAX]})
+
+
 def _finish(ctx: RunContext, reply: Reply) -> None:
     run = ctx.run
-    send = ("bizproc.event.send", {"EVENT_TOKEN": run.event_token, "RETURN_VALUES": reply.values,
-                                   "LOG_MESSAGE": reply.log[:LOG_MESSAGE_MAX]})
-    enqueue(ctx.portal, f"run:{run.id}", {"event_send": send, **reply.calls})
+    enqueue(ctx.portal, f"run:{run.id}", {"event_send": _event_send(run, reply), **reply.calls})
     ActivityRun.update(status="done", return_values=json.dumps(reply.values, ensure_ascii=False),
                        finished_at=ctx.now, claimed_until=None,
                        last_error=reply.values.get("Error") or None).where(

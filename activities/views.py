@@ -9,22 +9,30 @@ from collections.abc import Mapping
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from activities.b24client import B24Client, B24Error, InMemoryTokenStore, PortalAuth
+from activities.b24client import B24Error
 from activities.forms import FormError, InboundAuth, parse_event, parse_install, parse_workflow_call
+from activities import public_url
 from activities.portals import B24Settings, client_for
+from activities.proof import Proof, ProofError, prove_token, require_admin
 from activities.registration import register
 from api.clock import utcnow
+from api.db import db
 from api.models import ActivityRun, B24Event, Portal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("b24", __name__, url_prefix="/b24", template_folder="templates")
-ENTITY_EVENTS = ("ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE")
+ENTITY_EVENTS = ("ONCRMCONTACTUPDATE",)  # ONCRMDEALUPDATE is no longer bound: nobody read it
 
 
 @bp.errorhandler(FormError)
 def _bad_form(exc: FormError):
     return jsonify({"error": {"code": "bad_request", "message": exc.message,
                               "fields": {exc.field: exc.message}}}), 400
+
+
+@bp.errorhandler(ProofError)
+def _not_proven(exc: ProofError):
+    return jsonify({"error": {"code": exc.code, "message": exc.message, "fields": {}}}), exc.status
 
 
 def _denied():
@@ -47,64 +55,63 @@ def token_matches(portal: Portal | None, token: str | None) -> bool:
 
 
 def settings() -> B24Settings:
-    found = B24Settings.from_config(current_app.config)
-    if found.public_url:
-        return found
-    # Without LOYALTY_PUBLIC_URL, handlers point where Bitrix24 just reached us.
-    return B24Settings(found.client_id, found.client_secret, found.oauth_url,
-                       request.url_root.rstrip("/"), found.config)
+    # LOYALTY_PUBLIC_URL, or the address a configured proxy forwarded: never the inner one.
+    return public_url.for_request(B24Settings.from_config(current_app.config))
 
 
-def genuine(portal: Portal, access_token: str | None) -> bool:
-    """Does this token work on the portal we already know (at its stored endpoint)?
+def admit(auth: InboundAuth, domain: str | None) -> tuple[Portal | None, Proof]:
+    """May this install (frame, callback or ONAPPINSTALL) bind the app? ProofError if not.
 
-    Guards a known portal against an install or event forged with another endpoint.
+    First the cheap local check, so a forgery costs the real portal nothing: a portal that
+    is installed keeps its application_token, full stop. Then the OAuth server of the
+    request's server_endpoint (allow-listed) must vouch for the token, and its user must be
+    an admin (activities/proof.py). Nothing is called at a host the request named.
     """
-    if not access_token or not portal.client_endpoint:
-        return False
-    auth = PortalAuth(portal.member_id, portal.client_endpoint, access_token, "")
-    probe = B24Client(auth, InMemoryTokenStore(auth), client_id="", client_secret="",
-                      session=current_app.extensions.get("b24_session"))
-    try:
-        probe.call("app.info")
-        return True
-    except B24Error as exc:
-        log.warning("portal %s: token check failed (%s)", portal.member_id, exc.code)
-        return False
+    portal = Portal.get_or_none(Portal.member_id == auth.member_id)
+    if portal is not None and portal.status == "active" and portal.application_token \
+            and not token_matches(portal, auth.application_token):
+        raise ProofError(401, "unauthorized", "Неверный application_token")
+    found = B24Settings.from_config(current_app.config)  # the proof needs no public URL
+    session = current_app.extensions.get("b24_session")
+    proof = prove_token(auth.access_token, auth.member_id, domain, auth.server_endpoint,
+                        found.client_id, found.oauth_url, session)
+    require_admin(proof, auth.access_token or "", session)
+    return portal, proof
 
 
-def store_portal(auth: InboundAuth, portal: Portal | None) -> Portal:
+def store_portal(auth: InboundAuth, portal: Portal | None, proof: Proof) -> Portal:
+    """Keep what the OAuth server vouched for (endpoint, domain), never the form's."""
     now = int(utcnow().timestamp())
-    fields = {"domain": auth.domain or None, "client_endpoint": auth.client_endpoint,
+    fields = {"domain": proof.domain, "client_endpoint": proof.client_endpoint,
+              "server_endpoint": proof.server_endpoint,
               "application_token": auth.application_token, "status": "active",
-              "updated_at": utcnow()}
+              "installed_by_user_id": proof.user_id, "updated_at": utcnow()}
     if auth.access_token:
         fields.update(access_token=auth.access_token, token_expires_at=auth.expires_at(now))
     if auth.refresh_token:
         fields["refresh_token"] = auth.refresh_token
-    if portal is None:
-        return Portal.create(member_id=auth.member_id, timezone=current_app.config["TIMEZONE"],
-                             **fields)
-    Portal.update(**fields).where(Portal.id == portal.id).execute()
+    with db.atomic():
+        if portal is None:
+            return Portal.create(member_id=auth.member_id,
+                                 timezone=current_app.config["TIMEZONE"], **fields)
+        Portal.update(**fields).where(Portal.id == portal.id).execute()
     return Portal.get_by_id(portal.id)
 
 
 @bp.route("/install", methods=["POST"])
 def install():
     req = parse_install(request.form, request.args)
-    portal = Portal.get_or_none(Portal.member_id == req.auth.member_id)
-    if portal and portal.client_endpoint and not token_matches(portal, req.auth.application_token) \
-            and not genuine(portal, req.auth.access_token):
-        return _denied()
-    portal = store_portal(req.auth, portal)
+    portal, proof = admit(req.auth, req.auth.domain or None)
+    portal = store_portal(req.auth, portal, proof)
     report, failure = None, None
     try:
         report = register(client_for(portal, settings(), current_app.extensions.get("b24_session")),
-                          settings(), req.auth.user_id)
+                          settings(), proof.user_id)
         Portal.update(installed_by_user_id=report.user_id).where(Portal.id == portal.id).execute()
     except B24Error as exc:
         failure = f"{exc.code}: {exc.description}"
-    ok = report is not None and report.ok
+    # Finished once the activities are in; refused optional writes are shown (and repaired later).
+    ok = report is not None and report.activities_ok
     log.info("install on %s: %s", portal.member_id, report.summary() if report else failure)
     if req.is_frame:
         return render_template("b24/install.html", ok=ok, report=report, failure=failure,
@@ -119,11 +126,8 @@ def events():
     name = event.event.upper()
     portal = Portal.get_or_none(Portal.member_id == event.auth.member_id)
     if name == "ONAPPINSTALL":
-        if portal and portal.application_token \
-                and not token_matches(portal, event.auth.application_token) \
-                and not genuine(portal, event.auth.access_token):
-            return _denied()
-        store_portal(event.auth, portal)
+        portal, proof = admit(event.auth, event.auth.domain or None)
+        store_portal(event.auth, portal, proof)
         return jsonify({"status": "ok"})
     if not token_matches(portal, event.auth.application_token):
         return _denied()
@@ -142,7 +146,7 @@ def events():
 def activity(code: str):
     call = parse_workflow_call(request.form)
     portal = Portal.get_or_none(Portal.member_id == call.auth.member_id)
-    if not token_matches(portal, call.auth.application_token) or portal.status == "uninstalled":
+    if not token_matches(portal, call.auth.application_token) or portal.status != "active":
         return _denied()
     token_hash = hashlib.sha256(call.event_token.encode()).hexdigest()
     inserted = ActivityRun.insert(

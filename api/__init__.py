@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 
 from flask import Flask
 
@@ -40,35 +39,35 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update({k: os.environ[k] for k in FOREIGN_ENV if k in os.environ})
     else:
         app.config.update(test_config)
-    _ensure_secret_key(app)
+    from api import auth, db, errors, limits, serve
 
-    from api import auth, db, errors, serve
-
+    limits.ensure_secret_key(app)
+    limits.init_app(app)  # body size and JSON nesting limits
     db.init_app(app)
     auth.init_app(app)
     serve.init_app(app)
     _register_api(app)
     _register_bitrix24(app)
     _register_pages(app)
+    _register_data(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
 
 
-def _ensure_secret_key(app: Flask) -> None:
-    if not app.config.get("SECRET_KEY"):
-        # No default secret in code: without LOYALTY_SECRET_KEY signed links last one process.
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
-        logging.getLogger(__name__).warning(
-            "LOYALTY_SECRET_KEY is not set: using a random key for this process only.")
-
-
 def _register_bitrix24(app: Flask) -> None:
-    from activities import cli, views
+    from activities import cli, public_url, views
     from scheduler import worker
 
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)
+
+
+def _register_data(app: Flask) -> None:
+    from api.data import cli as data_cli
+
+    data_cli.init_app(app)  # import/export/forget commands and the audit trail's hook
 
 
 def _register_pages(app: Flask) -> None:
@@ -78,13 +77,7 @@ def _register_pages(app: Flask) -> None:
 
 
 def _register_api(app: Flask) -> None:
-    from flask_smorest import Api
+    from api import jsonio, views
 
-    from api.views import cards, docs, health, notifications, operations, rules
-
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, notifications, health):
-        api.register_blueprint(module.bp)
-    app.register_blueprint(docs.bp)
-    app.extensions["loyalty_api"] = api
+    jsonio.init_app(app)
+    views.register(app)

@@ -10,9 +10,10 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, KPI_TABLES, LEDGER_TABLES, NOTIFY_TABLES, PAGES_TABLES,
-                        SCHEDULER_TABLES, TABLES, Card, NotificationSettings, Operation,
-                        PortalSettings, ProgramRules, SchemaVersion)
+from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, LEDGER_TABLES,
+                        NOTIFY_TABLES, PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES,
+                        WORK_TABLES, ApiKey, B24Event, Card, NotificationSettings, Operation,
+                        Outbox, Portal, PortalSettings, ProgramRules, SchemaVersion)
 
 
 def _0001_initial():
@@ -47,7 +48,8 @@ def _0004_scheduler():
 class _without_later_columns:
     """Hide the columns added by later migrations while creating the first tables."""
 
-    LATER = {Card: ["birthday_md"], Operation: ["scope", "folded"]}
+    LATER = {Card: ["birthday_md"], Portal: ["server_endpoint"], ApiKey: ["scopes"],
+             Operation: ["scope", "folded"]}
 
     def __enter__(self):
         self.saved, self.indexes = {}, {}
@@ -83,6 +85,45 @@ def _0006_portal_settings():
     db.create_tables(PAGES_TABLES)
 
 
+def _0007_trust():
+    """The OAuth server of each portal, so a refresh goes to the host that issued its tokens."""
+    apply(_migrator().add_column("portal", "server_endpoint", CharField(max_length=255, null=True)))
+def _0008_portal():
+    """The nightly sync's resume cursor; queued contact writes use the field name the portal
+    accepts (UF_CRM_LOYALTY_BALANCE is over its 20 characters and was never created);
+    ONCRMDEALUPDATE is no longer bound, and its stored events were never read."""
+    db.create_tables(PORTAL_TABLES)
+    for old, new in {"UF_CRM_LOYALTY_BALANCE": "UF_CRM_LOYALTY_BAL"}.items():
+        rows = Outbox.select(Outbox.id, Outbox.calls).where(
+            (Outbox.status != "sent") & Outbox.calls.contains(old))
+        for row in rows:
+            Outbox.update(calls=row.calls.replace(f'"{old}"', f'"{new}"')).where(
+                Outbox.id == row.id).execute()
+    B24Event.delete().where(B24Event.event == "ONCRMDEALUPDATE").execute()
+def _0009_work():
+    """Throttle counts on the queues (apart from failures) and the per-portal work lanes."""
+    migrator = _migrator()
+    # A new database got the column from 0002/0003 (the models carry it); add it where missing.
+    missing = [table for table in ("activityrun", "outbox", "notification")
+               if "throttles" not in {c.name for c in db.get_columns(table)}]
+    apply(*(migrator.add_column(table, "throttles", IntegerField(default=0)) for table in missing))
+    db.create_tables(WORK_TABLES)
+def _0013_data():
+    """Card marks (merged, contact deleted, anonymised), the offline-event reservation,
+    the audit trail; and the contact copy looked up by phone (import, merges)."""
+    db.create_tables(DATA_TABLES)
+    apply(_migrator().add_index("contact", ("portal_id", "phone"), False))
+def _0014_follow():
+    """The client's own login (sites, codes, throttles) and outgoing webhooks: new tables only."""
+    db.create_tables(FOLLOW_TABLES)
+
+
+def _0011_api():
+    """API keys get scopes; a key made before them keeps what it could do: everything."""
+    apply(_migrator().add_column("apikey", "scopes",
+                                 CharField(max_length=100, default="read write admin")))
+
+
 def _0012_ledger():
     """Key scopes, rollups folded after commit, the settings version token."""
     migrator = _migrator()
@@ -114,6 +155,12 @@ MIGRATIONS = [
     ("0004_scheduler", _0004_scheduler),
     ("0005_kpis", _0005_kpis),
     ("0006_portal_settings", _0006_portal_settings),
+    ("0007_trust", _0007_trust),
+    ("0008_portal", _0008_portal),
+    ("0009_work", _0009_work),
+    ("0013_data", _0013_data),
+    ("0014_follow", _0014_follow),
+    ("0011_api", _0011_api),
     ("0012_ledger", _0012_ledger),
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from peewee import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DateField,
     DateTimeField,
@@ -33,6 +34,9 @@ class Portal(BaseModel):
     member_id = CharField(max_length=64, unique=True)
     domain = CharField(max_length=255, null=True)
     client_endpoint = CharField(max_length=255, null=True)
+    # The OAuth server that vouches for this portal (https://oauth.bitrix.info/rest/ or
+    # https://oauth.bitrix24.tech/rest/), as its app.info proof named it: refreshes go there.
+    server_endpoint = CharField(max_length=255, null=True)
     access_token = TextField(null=True)
     refresh_token = TextField(null=True)
     token_expires_at = BigIntegerField(null=True)
@@ -53,6 +57,7 @@ class ApiKey(BaseModel):
     label = CharField(max_length=100, null=True)
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
+    scopes = CharField(max_length=100, default="read write")  # api.auth.SCOPES, space-separated
 
 
 class ProgramRules(BaseModel):
@@ -173,7 +178,7 @@ TABLES = [Portal, ApiKey, ProgramRules, Card, Operation, Entry, Lot, Allocation]
 
 
 class QueueRow(BaseModel):
-    """A row that waits to be worked on and is retried with backoff (api.queue claims it):
+    """A row that waits to be worked on and is retried with backoff (background.queue claims it):
     activity runs, the Bitrix24 outbox, notifications. Subclasses add what they carry."""
 
     status = CharField(max_length=16, default="pending")
@@ -181,6 +186,9 @@ class QueueRow(BaseModel):
     next_attempt_at = DateTimeField(default=utcnow)
     claimed_until = DateTimeField(null=True)  # another worker's claim, until it lapses
     created_at = DateTimeField(default=utcnow)
+    # QUERY_LIMIT_EXCEEDED refusals: paced and retried within seconds, counted apart from
+    # the failures that `attempts` bounds (background.pacing caps them too).
+    throttles = IntegerField(default=0)
 
 
 class ActivityRun(QueueRow):
@@ -195,7 +203,7 @@ class ActivityRun(QueueRow):
     properties = TextField()  # JSON
     user_id = IntegerField(null=True)  # the run-as user
     last_error = TextField(null=True)
-    # status (QueueRow): pending, done
+    # status (QueueRow): pending, done; failed: a dead letter (shown on the Health page)
     return_values = TextField(null=True)  # JSON sent with bizproc.event.send
     finished_at = DateTimeField(null=True)
 
@@ -392,6 +400,212 @@ class PortalSettings(BaseModel):
 
 PAGES_TABLES = [PortalSettings]
 
+
+class PortalLane(BaseModel):
+    """One portal's lane of background work (its Bitrix24 calls, or its UniSender sends):
+    the worker holding it (a short lease), and why it waits or stopped: paused_until after
+    throttling, an alert when the portal blocked us (OVERLOAD_LIMIT) or was deleted."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    lane = CharField(max_length=16)  # b24, unisender
+    holder = CharField(max_length=100, null=True)
+    lease_until = DateTimeField(null=True)
+    paused_until = DateTimeField(null=True)
+    alert_code = CharField(max_length=64, null=True)
+    alert = TextField(null=True)
+    alert_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("portal", "lane"), True),)
+
+
+WORK_TABLES = [PortalLane]
+
+# Every table, in creation order (tests truncate them all).
+ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
+              *PAGES_TABLES, *WORK_TABLES]
+
+
+class SyncCursor(BaseModel):
+    """Where an unfinished nightly contact sync of a portal stopped: the next run goes on
+    after `after_id` instead of starting over at contact 0. Deleted when a pass completes."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    after_id = BigIntegerField(default=0)  # every contact up to this id has been applied
+    contacts_seen = IntegerField(default=0)  # this pass so far, over all its runs
+    started_at = DateTimeField(default=utcnow)  # when this pass began
+    updated_at = DateTimeField(default=utcnow)
+
+
+PORTAL_TABLES = [SyncCursor]
+ALL_TABLES.append(SyncCursor)
+
+
+class CardMark(BaseModel):
+    """What happened to a card outside the ledger (api.merges, api.forget): merged into
+    another card, its contact deleted in Bitrix24, anonymised. One mark per card and kind."""
+
+    card = ForeignKeyField(Card, backref="marks", on_delete="CASCADE")
+    kind = CharField(max_length=16)  # merged, contact_deleted, anonymised
+    other = ForeignKeyField(Card, null=True, backref="absorbed", on_delete="SET NULL")
+    note = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("card", "kind"), True),)
+
+
+class OfflineQueue(BaseModel):
+    """The Bitrix24 offline-event batch reserved for us (event.offline.get clear=0) and not
+    yet confirmed: after a crash the next tick asks for the same process_id again."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    process_id = CharField(max_length=64, null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class AuditEntry(BaseModel):
+    """Append-only: who (Bitrix24 user, API key, CLI user) did what to money, rules,
+    settings, access or a card, when and from where. Never updated or deleted."""
+
+    portal = ForeignKeyField(Portal, null=True, on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+    actor = CharField(max_length=200)
+    action = CharField(max_length=100)
+    target = CharField(max_length=100, null=True)  # "card:17": an id, never a phone
+    source = CharField(max_length=100, null=True)  # IP address, or "cli"
+    details = TextField(null=True)  # JSON
+
+    class Meta:
+        indexes = ((("portal", "id"), False), (("portal", "action", "id"), False))
+
+
+DATA_TABLES = [CardMark, OfflineQueue, AuditEntry]
+ALL_TABLES += DATA_TABLES
+
+
+class ClientSite(BaseModel):
+    """A portal's web site where clients log in themselves (api.client_login). The
+    public endpoints have no API key: the site id, which is not a secret, names the portal."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    site_id = CharField(max_length=40, unique=True)
+    enabled = BooleanField(default=True)
+    origins = TextField(default="[]")  # JSON list of "https://host[:port]" allowed by CORS
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ClientOrigin(BaseModel):
+    """One allowed origin of a site: a CORS preflight carries only its Origin."""
+
+    site = ForeignKeyField(ClientSite, backref="origin_rows", on_delete="CASCADE")
+    origin = CharField(max_length=200, index=True)
+
+
+class LoginCode(BaseModel):
+    """A one-time code sent by SMS. Only an HMAC of it is kept. A phone without a card
+    gets a row too (card null, nothing sent), so both answers look and cost the same."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    phone = CharField(max_length=20)
+    card = ForeignKeyField(Card, null=True, on_delete="CASCADE")
+    code_hash = CharField(max_length=64)
+    attempts = IntegerField(default=0)
+    expires_at = DateTimeField()
+    consumed_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("portal", "phone", "id"), False),)
+
+
+class Throttle(BaseModel):
+    """A fixed-window counter (api.throttle): shared by every worker process."""
+
+    key = CharField(max_length=200, unique=True)
+    window_start = DateTimeField()
+    count = IntegerField(default=0)
+
+
+class WebhookSubscription(BaseModel):
+    """Where a portal wants to hear about movements (api.webhooks)."""
+
+    portal = ForeignKeyField(Portal, backref="webhooks", on_delete="CASCADE")
+    url = CharField(max_length=2000)
+    secret = CharField(max_length=100)  # whsec_<base64>: needed in clear to sign; shown once
+    events = TextField()  # JSON list of event types
+    description = CharField(max_length=200, null=True)
+    status = CharField(max_length=16, default="active")  # active, paused
+    paused_reason = TextField(null=True)
+    failures = IntegerField(default=0)  # failed attempts since the last success
+    failing_since = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class WebhookEvent(BaseModel):
+    """Something that happened, once per cause (`key`); its id is the receiver's dedupe key."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    event_id = CharField(max_length=40, unique=True)
+    key = CharField(max_length=220)
+    type = CharField(max_length=32)
+    card_number = CharField(max_length=20, null=True)
+    data = TextField()  # JSON
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("portal", "key"), True),)
+
+
+class WebhookDelivery(QueueRow):
+    """One event to one subscription. `stream` (the card) orders them: a delivery waits
+    until the earlier ones of its stream are done."""
+
+    subscription = ForeignKeyField(WebhookSubscription, backref="deliveries",
+                                   on_delete="CASCADE")
+    event = ForeignKeyField(WebhookEvent, on_delete="CASCADE")
+    stream = CharField(max_length=20, default="")
+    # status (QueueRow): pending → sent | failed (retried for a day, then given up)
+    last_status = IntegerField(null=True)
+    last_error = TextField(null=True)
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("subscription", "event"), True),
+            (("status", "subscription", "stream", "id"), False),
+        )
+
+
+class WebhookAttempt(BaseModel):
+    """The delivery log: every try, its HTTP status and how long the receiver took."""
+
+    subscription = ForeignKeyField(WebhookSubscription, on_delete="CASCADE")
+    delivery = ForeignKeyField(WebhookDelivery, backref="attempt_rows", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    status_code = IntegerField(null=True)
+    response_ms = IntegerField(null=True)
+    error = TextField(null=True)
+
+    class Meta:
+        indexes = ((("subscription", "id"), False),)
+
+
+class ProductRuleSet(BaseModel):
+    """Earning rules per product and section of a deal's rows (api.product_rules)."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    data = TextField()  # JSON {"rules": [...]}
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(max_length=200, null=True)
+
+
+FOLLOW_TABLES = [ClientSite, ClientOrigin, LoginCode, Throttle, WebhookSubscription,
+                 WebhookEvent, WebhookDelivery, WebhookAttempt, ProductRuleSet]
+ALL_TABLES += FOLLOW_TABLES
+
+
 class SettingsVersion(BaseModel):
     """A token that changes, in the same transaction, whenever one of the portal's
     settings documents (rules, notification settings, page settings) is saved: the
@@ -402,7 +616,4 @@ class SettingsVersion(BaseModel):
 
 
 LEDGER_TABLES = [SettingsVersion]
-
-# Every table, in creation order (tests truncate them all).
-ALL_TABLES = [*TABLES, *B24_TABLES, *NOTIFY_TABLES, *SCHEDULER_TABLES, *KPI_TABLES,
-              *PAGES_TABLES, *LEDGER_TABLES]
+ALL_TABLES.extend(LEDGER_TABLES)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 ATTEMPTS_MAX = 10
 CLAIM_S = 120
 CHANNELS = ("email", "sms")
+# Short: a slow provider must not hold its lane for long (the clients default to 20 s).
+SEND_TIMEOUT_S = 10
+SECRET_TEMPLATES = ("login_code_sms",)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -39,6 +42,11 @@ def deliver_due(config, *, now: datetime | None = None, session=None, limit: int
 
 def recover_stuck(now: datetime) -> None:
     stuck = (Notification.status == "sending") & (Notification.claimed_until < now)
+    # A send cut off counts as an attempt: at the limit it is a dead letter, not pending again.
+    Notification.update(status="failed", claimed_until=None,
+                        error="Отправка прерывалась при каждой попытке").where(
+        stuck & (Notification.channel == "email")
+        & (Notification.attempts >= ATTEMPTS_MAX)).execute()
     Notification.update(status="pending", claimed_until=None).where(
         stuck & (Notification.channel == "email")).execute()
     Notification.update(status="unknown", error="Отправка прервалась; SMS не отправлено повторно, "
@@ -54,12 +62,16 @@ def deliver(notification_id: int, config, *, now: datetime, session=None) -> boo
     if claimed != 1:
         return False
     row = Notification.get_by_id(notification_id)
-    settings = settings_mod.load(Portal.get_by_id(row.portal_id))
     try:
+        settings = settings_mod.load(Portal.get_by_id(row.portal_id))
         result = _send(row, settings, config, session)
     except ValueError as exc:  # settings the client refuses: a clear failure, not a stuck row
         result = SendResult(ok=False, error_code="invalid_settings",
                             error=f"Настройки UniSender неверны: {exc}", retryable=False)
+    except Exception as exc:  # a bug: counted like any failure, never left in `sending`
+        log.exception("notification %s: sending crashed", row.id)
+        result = SendResult(ok=False, error_code="internal_error", retryable=True,
+                            error=f"Внутренняя ошибка: {type(exc).__name__}")
     _record(row, result, now)
     return True
 
@@ -71,13 +83,14 @@ def _send(row: Notification, settings: dict, config, session) -> SendResult:
                           error=f"UniSender не настроен: {missing}", retryable=False)
     if row.channel == "email":
         client = GoClient(settings["go_api_key"], host=settings["go_host"],
-                          base_url=config.get("UNISENDER_GO_URL"), session=session)
+                          base_url=config.get("UNISENDER_GO_URL"), session=session,
+                          timeout_s=SEND_TIMEOUT_S)
         return client.send_email(to_email=row.recipient, to_name=_name(row), subject=row.subject or "",
                                  html=row.body, from_email=settings["sender_email"],
                                  from_name=settings["sender_name"],
                                  idempotence_key=go_idempotence_key(f"n{row.portal_id}:{row.key}"))
     client = ClassicClient(settings["unisender_api_key"], base_url=config.get("UNISENDER_API_URL"),
-                           session=session)
+                           session=session, timeout_s=SEND_TIMEOUT_S)
     return client.send_sms(phone_digits=row.recipient, sender=settings["sms_sender"], text=row.body)
 
 
@@ -98,7 +111,7 @@ def _record(row: Notification, result: SendResult, now: datetime) -> None:
     if result.ok:
         fields = {"status": "sent", "sent_at": now, "provider_message_id": result.message_id,
                   "error": None}
-    elif row.channel == "sms" and result.error_code == "timeout":
+    elif row.channel == "sms" and result.error_code in ("timeout", "internal_error"):
         # The request may have reached UniSender: a resend could deliver it twice.
         fields = {"status": "unknown", "error": "Нет ответа от UniSender; SMS могло уйти, "
                                                 "повторно не отправляется"}
@@ -108,6 +121,8 @@ def _record(row: Notification, result: SendResult, now: datetime) -> None:
     else:
         fields = {"status": "failed", "error": f"{result.error_code}: {result.error}"}
     fields["claimed_until"] = None
+    if row.template in SECRET_TEMPLATES and fields["status"] != "pending":
+        fields["body"] = "Код входа скрыт после отправки"  # the code lives only as a hash
     Notification.update(**fields).where(Notification.id == row.id).execute()
     if not result.ok:
         log.warning("notification %s (%s): %s", row.id, row.channel, fields["error"])

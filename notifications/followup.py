@@ -12,6 +12,7 @@ from api import versions
 from api.ledger.idempotency import as_key
 from api.models import Card, Entry, Portal
 from api.outbox import enqueue
+from api.webhooks import events as webhook_events
 from notifications import notices, timeline
 from notifications import settings as settings_mod
 from notifications.context import card_context
@@ -27,6 +28,7 @@ def notice_key(key, name: str) -> str:
 
 
 def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
+    webhook_events.movement(portal, card, kind, result, key)  # outbox rows, same transaction
     # The card an operation returns carries the settings token it read (api.versions).
     settings = versions.cached("notify", portal.id, getattr(card, "settings_token", versions.UNKNOWN),
                                lambda: settings_mod.load(portal))

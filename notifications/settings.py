@@ -21,12 +21,17 @@ DEFAULTS = {
     "sender_email": None,
     "sender_name": "Программа лояльности",
     "sms_sender": None,
-    "chat_method": "notify",  # im.notify.personal.add, or "message": im.message.add
+    "chat_method": "notify",  # notices.CHAT_METHODS: im.notify.system.add, from the app
     "expiry_warning_days": 30,  # clients hear this many days before bonuses expire
     "timeline": True,  # every movement on the contact's CRM timeline
     "notices": {name: True for name in NOTICES},
     "templates": {},
 }
+
+
+# A registered alpha name (unisender.md, sendSms §2): 3 to 11 Latin letters or digits, "."
+# and "-" only inside, at least one letter; anything else fails every SMS (err_src_invalid).
+SMS_SENDER_RE = r"^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9.\-]{1,9})[A-Za-z0-9]$"
 
 
 class TemplateSchema(Schema):
@@ -40,8 +45,10 @@ class SettingsSchema(Schema):
     go_host = fields.String(validate=validate.OneOf(["go1", "go2"]))
     sender_email = fields.Email(allow_none=True)
     sender_name = fields.String(validate=validate.Length(1, 100))
-    sms_sender = fields.String(allow_none=True, validate=validate.Length(1, 11))
-    chat_method = fields.String(validate=validate.OneOf(["notify", "message"]))
+    sms_sender = fields.String(allow_none=True, validate=validate.Regexp(
+        SMS_SENDER_RE, error="Имя отправителя SMS: от 3 до 11 латинских букв и цифр (можно . и - "
+                             "внутри), зарегистрированное в UniSender."))
+    chat_method = fields.String(validate=validate.OneOf(["notify", "personal", "message"]))
     expiry_warning_days = fields.Integer(strict=True, validate=validate.Range(1, 365))
     timeline = fields.Boolean(truthy={True}, falsy={False})
     notices = fields.Dict(keys=fields.String(validate=validate.OneOf(NOTICES)),
@@ -84,18 +91,20 @@ def masked(settings: dict) -> dict:
     return shown
 
 
-def save(portal: Portal, changes: dict, actor: str) -> dict:
-    """Apply the given keys; a masked key sent back unchanged keeps the stored one."""
+def save(portal: Portal, changes: dict, actor: str, expected_version: str | None = None) -> dict:
+    """Apply the given keys; a masked key sent back unchanged keeps the stored one.
+    Merged and written under the portal's lock (api.documents.save): nothing is lost."""
     documents.check_keys(changes, DEFAULTS)
     changes = {k: v for k, v in changes.items()
                if not (k in SECRET_FIELDS and isinstance(v, str) and v.startswith(MASK))}
-    current = load(portal)
     valid = documents.validated(SCHEMA, changes, partial=True)
-    merged = {**current, **valid}
-    merged["notices"] = {**current["notices"], **valid.get("notices", {})}
-    merged["templates"] = {**current["templates"], **valid.get("templates", {})}
-    documents.upsert(NotificationSettings, portal, merged, actor)
-    return merged
+
+    def merged() -> dict:
+        current = load(portal)
+        return {**current, **valid, "notices": {**current["notices"], **valid.get("notices", {})},
+                "templates": {**current["templates"], **valid.get("templates", {})}}
+
+    return documents.save(NotificationSettings, portal, merged, actor, expected_version)
 
 
 def template(settings: dict, name: str):

@@ -190,6 +190,8 @@ PLACEHOLDERS: dict[str, str] = {
     "expiring": "Сколько бонусов скоро сгорит",
     "expires_on": "Дата сгорания бонусов (ДД.ММ.ГГГГ)",
     "missing": "Каких данных клиента не хватает для выпуска карты",
+    "code": "Одноразовый код входа в личный кабинет (только в SMS с кодом)",
+    "minutes": "Сколько минут действует код входа",
 }
 
 SAMPLE_CONTEXT: dict[str, str] = {
@@ -205,6 +207,8 @@ SAMPLE_CONTEXT: dict[str, str] = {
     "expiring": format_bonus(20_000),
     "expires_on": "31.07.2026",
     "missing": "дата рождения, e-mail",
+    "code": "482913",
+    "minutes": "5",
 }
 
 
@@ -305,6 +309,8 @@ DEFAULT_TEMPLATES: dict[str, NoticeTemplate] = {
                 "Сейчас на карте: <b>{{ balance }}</b>. Успейте оплатить ими покупку!")),
     "tier_up_sms": _sms("{{ first_name }}, поздравляем! Ваш новый уровень: «{{ tier }}». "
                         "Баланс бонусов: {{ balance }}"),
+    "login_code_sms": _sms("{{ first_name }}, код для входа в личный кабинет: {{ code }}. "
+                           "Действует {{ minutes }} мин. Никому не сообщайте."),
     "tier_up_email": _email(
         "{{ first_name }}, ваш новый уровень: {{ tier }}",
         _letter("Здравствуйте, {{ first_name }}!",

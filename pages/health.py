@@ -10,7 +10,8 @@ from peewee import fn
 from activities.b24client import B24Error
 from activities.registration import register
 from api.clock import utcnow
-from api.models import Notification, Outbox
+from api.models import ActivityRun, Notification, Outbox
+from background import lanes
 from notifications import delivery
 from pages import checks, roles, web
 from pages.frame import viewer_required
@@ -41,7 +42,23 @@ def show():
         failed_notices=list(Notification.select().where(
             (Notification.portal == g.portal) & Notification.channel.in_(delivery.CHANNELS)
             & Notification.status.in_(("failed", "unknown")))
-            .order_by(Notification.id.desc()).limit(ROWS_MAX)))
+            .order_by(Notification.id.desc()).limit(ROWS_MAX)),
+        alerts=lanes.alerts(g.portal.id),
+        dead_runs=list(ActivityRun.select().where((ActivityRun.portal == g.portal)
+                                                  & (ActivityRun.status == "failed"))
+                       .order_by(ActivityRun.id.desc()).limit(ROWS_MAX)))
+
+
+@bp.route("/lanes/<lane>/resume", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def resume_lane(lane):
+    """Bitrix24 support lifted the block (OVERLOAD_LIMIT): the portal's work resumes now."""
+    if lane not in (lanes.B24, lanes.UNISENDER) or not lanes.resume(g.portal.id, lane):
+        raise web.not_found("Нет такой остановки.")
+    current_app.logger.info("%s lane of %s resumed by %s", lane, g.portal.member_id, g.viewer.actor)
+    current_app.extensions["worker"].kick()
+    return web.redirect_to("pages_health.show", "resumed")
 
 
 @bp.route("/repair", methods=["POST"])
@@ -55,7 +72,7 @@ def repair():
                                detail=f"{exc.code}: {exc.description}")
     current_app.logger.info("registrations of %s repaired by %s: %s", g.portal.member_id,
                             g.viewer.actor, report.summary())
-    detail = "; ".join([report.summary()] + [f"{k}: {v}" for k, v in report.errors.items()])
+    detail = "; ".join([report.summary()] + report.failures())
     return web.redirect_to("pages_health.show", "repaired" if report.ok else "repair_failed",
                            detail=detail)
 
@@ -77,7 +94,7 @@ def retry_outbox(row_id):
 
 
 def _claim(row_id: int, now: datetime) -> bool:
-    """api.queue's claim for the one row a person asked for: keeps the worker off it."""
+    """background.queue's claim for the one row a person asked for: keeps the worker off it."""
     free = Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)
     return Outbox.update(claimed_until=now + timedelta(seconds=dispatch.CLAIM_S),
                          attempts=Outbox.attempts + 1).where(

@@ -36,6 +36,7 @@ LABELS = {
     "expiry_warning_sms": "Бонусы сгорают: SMS клиенту",
     "expiry_warning_email": "Бонусы сгорают: письмо клиенту",
     "tier_up_sms": "Новый уровень: SMS клиенту", "tier_up_email": "Новый уровень: письмо клиенту",
+    "login_code_sms": "Код входа в личный кабинет: SMS клиенту",
 }
 
 

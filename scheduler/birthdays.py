@@ -34,7 +34,8 @@ NO_BIRTHDATE_EVERY = timedelta(days=90)
 
 @dataclass
 class Plan:
-    """What the run does (or, dry, would do): one line per message or bonus."""
+    """What the run does (or, dry, would do): one line per message or bonus, each naming
+    the client (name and card number) and the action: manager call, e-mail, bonus."""
 
     lines: list[str] = field(default_factory=list)
 
@@ -65,6 +66,16 @@ def run(portal: Portal, today: date, *, dry_run: bool = False, now: datetime | N
     return plan
 
 
+def client(card: Card) -> str:
+    """How a plan line names a client: «Петрова Анна Сергеевна (card 79161234567)»."""
+    return f"{_name(card)} (card {card.number})"
+
+
+def _name(person) -> str:
+    parts = (person.last_name, person.first_name, person.middle_name)
+    return " ".join(p for p in parts if p) or "(no name)"
+
+
 def _cards(portal: Portal, days: list[int]):
     return (Card.select().where((Card.portal == portal) & Card.birthday_md.in_(days)
                                 & (Card.status == "active")).order_by(Card.id))
@@ -89,8 +100,8 @@ def _cards_without_birthdate(portal: Portal, now: datetime):
 def _call_tomorrow(portal, card, tomorrow, settings, plan, dry_run, now):
     if not (settings["notices"]["birthday_manager"] and card.manager_id):
         return
-    plan.add(f"manager {card.manager_id}: call {card.first_name} {card.last_name} ({card.number}),"
-             f" birthday tomorrow")
+    plan.add(f"{client(card)}: manager call, manager {card.manager_id} is told the birthday "
+             f"is tomorrow")
     if not dry_run:
         enqueue_chat(portal, card, card.manager_id, "birthday_manager", card_context(card),
                      f"birthday_manager:{card.id}:{tomorrow.year}", settings, now)
@@ -99,9 +110,9 @@ def _call_tomorrow(portal, card, tomorrow, settings, plan, dry_run, now):
 def _celebrate(portal, card, today, settings, rules, plan, dry_run, now):
     bonus = rules.birthday_bonus_kop
     if bonus:
-        plan.add(f"card {card.number}: birthday bonus {format_bonus(bonus)}")
+        plan.add(f"{client(card)}: birthday bonus {format_bonus(bonus)}")
     if settings["notices"]["birthday_email"] and card.email:
-        plan.add(f"client {card.email}: birthday e-mail")
+        plan.add(f"{client(card)}: birthday e-mail to {card.email}")
     if dry_run:
         return
     key = system(f"birthday:{card.id}:{today.year}")  # ours: no client key can take it
@@ -121,8 +132,8 @@ def _celebrate(portal, card, today, settings, rules, plan, dry_run, now):
 def _ask_for_card(portal, contact, tomorrow, settings, plan, dry_run, now):
     if not (settings["notices"]["birthday_no_card_manager"] and contact.manager_id):
         return
-    plan.add(f"manager {contact.manager_id}: no card for contact {contact.contact_id} "
-             f"({contact.first_name} {contact.last_name}), birthday tomorrow")
+    plan.add(f"{_name(contact)} (contact {contact.contact_id}, no card): manager call, manager "
+             f"{contact.manager_id} is asked to issue a card, birthday tomorrow")
     if not dry_run:
         context = {"first_name": contact.first_name or "", "last_name": contact.last_name or "",
                    "phone": contact.phone or ""}
@@ -133,7 +144,8 @@ def _ask_for_card(portal, contact, tomorrow, settings, plan, dry_run, now):
 def _ask_for_birthdate(portal, card, today, settings, plan, dry_run, now):
     if not settings["notices"]["no_birthdate_manager"]:
         return
-    plan.add(f"manager {card.manager_id}: find out the birthdate of {card.number}")
+    plan.add(f"{client(card)}: manager call, manager {card.manager_id} is asked for the "
+             f"birthdate")
     if not dry_run:
         enqueue_chat(portal, card, card.manager_id, "no_birthdate_manager", card_context(card),
                      f"no_birthdate:{card.id}:{today.isoformat()}", settings, now)

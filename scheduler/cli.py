@@ -21,8 +21,11 @@ def scheduler_cli():
 
 
 @scheduler_cli.command("run", help="Run the scheduler in this process (production).")
-def run_command():
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Bitrix24 lane worker threads (PostgreSQL; SQLite keeps one).")
+def run_command(workers: int):
     worker = current_app.extensions["worker"]
+    worker.workers = workers
     click.echo("Scheduler starting: outbox every 3 s, daily jobs at "
                f"{current_app.config.get('DAILY_AT') or '09:00'} portal time, "
                f"contact sync at {current_app.config.get('SYNC_AT') or '02:30'}.")

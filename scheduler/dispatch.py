@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from activities.b24client import B24AuthError, B24Error, BatchError, classify
 from activities.portals import B24Settings, client_for
-from api import queue
 from api.clock import utcnow
 from api.models import Outbox, Portal
+from background import lanes, pacing, queue
 from notifications import notices, timeline
 
 log = logging.getLogger(__name__)
@@ -25,32 +25,43 @@ ATTEMPTS_MAX = 15  # about a day of backoff; then it waits for a person to press
 CLAIM_S = 120
 
 
+OUTBOX = queue.Queue(Outbox, claim_s=CLAIM_S, attempts_max=ATTEMPTS_MAX, first_s=10, max_s=3600)
+
+
 def backoff(attempts: int) -> timedelta:
-    return queue.backoff(attempts, first_s=10, max_s=3600)
+    return OUTBOX.backoff(attempts)
 
 
 def deliver_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 50,
-                session=None) -> int:
+                session=None, portal_id: int | None = None) -> int:
     now = now or utcnow()
-    return queue.work_due(Outbox, now, lambda row: deliver(row, settings, now=now, session=session),
-                          limit=limit, claim_s=CLAIM_S)
+    where = ~(Outbox.portal.in_(lanes.paused_ids(lanes.B24, now)))
+    if portal_id is not None:
+        where &= Outbox.portal == portal_id
+    return queue.work_due(OUTBOX, now, lambda row: deliver(row, settings, now=now, session=session),
+                          limit=limit, where=where)
 
 
 def deliver(row: Outbox, settings: B24Settings, *, now: datetime, session=None) -> None:
     portal = Portal.get_by_id(row.portal_id)
-    if portal.status == "uninstalled" or not portal.access_token:
+    if portal.status in ("uninstalled", "deleted") or not portal.access_token:
         return _close(row, "failed", {}, "Приложение удалено с портала: доставка невозможна", now)
     calls = json.loads(row.calls)
     done = json.loads(row.done)
-    todo = {k: tuple(v) for k, v in calls.items() if k not in done}
+    todo, held = notices.claim_untagged({k: tuple(v) for k, v in calls.items() if k not in done})
+    done.update({key: {"error": notices.UNKNOWN_CHAT} for key in held})
     try:
-        outcome = _send(client_for(portal, settings, session), todo)
+        outcome = _send(client_for(portal, settings, session), todo) if todo else {}
     except B24Error as exc:
-        return _after_error(row, done, exc, now)
+        if notices.not_run(exc):
+            notices.release_untagged(todo)
+        return _after_error(row, portal, done, exc, now)
+    lanes.worked(portal.id, lanes.B24)
     retry = {}
     for key, result in outcome.items():
         if isinstance(result, BatchError) and classify(result.code, result.description, None).retryable:
             retry[key] = f"{result.code}: {result.description}"
+            notices.release_untagged([key])
         elif isinstance(result, BatchError) and _fall_back(calls, key, result):
             retry[key] = f"{result.code}: {result.description} (retrying as a timeline comment)"
         elif isinstance(result, BatchError):
@@ -96,10 +107,15 @@ def _notice_delivered(key: str, result, error: str | None) -> None:
         notices.mark_chat(int(key[7:]), result, error)
 
 
-def _after_error(row: Outbox, done: dict, exc: B24Error, now: datetime) -> None:
+def _after_error(row: Outbox, portal: Portal, done: dict, exc: B24Error, now: datetime) -> None:
     reason = f"{exc.code}: {exc.description}"[:500]
+    if exc.retryable:
+        Outbox.update(done=json.dumps(done)).where(Outbox.id == row.id).execute()
+        if not pacing.settle(OUTBOX, row, portal, exc, now):
+            queue.dead_letter(OUTBOX, row, reason, now)
+        return
     # Auth trouble waits too: a reinstall or a refreshed token lets it through later.
-    if exc.retryable or isinstance(exc, B24AuthError):
+    if isinstance(exc, B24AuthError):
         return _later(row, done, reason, now)
     _close(row, "failed", done, reason, now)
 

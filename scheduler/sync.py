@@ -8,12 +8,29 @@ to a batch, each page's `>ID` pointing at the last row of the page before it thr
 `$result[pN][49][ID]`. One batch request reads 2,500 contacts, so 100,000 take 41 requests
 (the last one finds the empty page that says we are done), well inside the 50-request burst.
 
+A pass keeps a cursor (SyncCursor: the last contact id applied, written in the same
+transaction as the page): after any failure (rate limit, outage, a crash) the next run
+goes on after it instead of starting over at contact 0. It paces on the method's run time:
+every answer says how many seconds (`time.operating`) this app spent in crm.contact.list
+over the last 10 minutes, and a method past 480 s is blocked with OPERATION_TIME_LIMIT
+(limits doc §B1); before a batch that could cross that line, the sync waits for
+`operating_reset_at`, when the oldest minute drops out.
+
+Why crm.contact.list and not crm.item.list, although the docs mark it DEPRECATED
+("development stopped", not removed): crm.item.list cannot name PHONE/EMAIL in `select`;
+its multi-fields (`fm`) come only with `select: ['*']`, i.e. every field and user field of
+every contact, several times the run time per page, which is exactly what the 480 s budget
+counts. Its rows are camelCase under `result.items` while the event path reads
+crm.contact.get's UPPER_CASE rows, so one row parser serves both. Move when the old
+method is switched off, not before.
+
 Only profile fields are copied (cards.update_profile): the card number stays what it was,
 since it is the card's identity even after the contact's phone changes.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +50,7 @@ from api.clock import utcnow
 from api.db import db
 from api.ledger import cards as cards_mod
 from api.ledger import rules as rules_mod
-from api.models import B24Event, Card, Portal
+from api.models import B24Event, Card, Portal, SyncCursor
 from scheduler import client_copy
 
 log = logging.getLogger(__name__)
@@ -44,6 +61,10 @@ PAGE_ROWS = 50  # crm.contact.list always answers 50 rows a page
 BATCHES_MAX = 4_000  # 10 million contacts: a portal that never stops paging is a bug
 LIST_SELECT = ("ID", "NAME", "LAST_NAME", "SECOND_NAME", "PHONE", "EMAIL", "BIRTHDATE",
                "ASSIGNED_BY_ID")  # multi-fields (PHONE, EMAIL) only come when named (§7.1)
+LIST_METHOD = "crm.contact.list"
+OPERATING_MAX_S = 480  # run time per method and app in 10 minutes (limits doc §B1)
+OPERATING_MARGIN = 0.9  # never plan to pass 90 % of it: other jobs use the method too
+PAUSE_MAX_S = 600  # the window is 10 minutes: no wait is ever longer
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,57 @@ class SyncReport:
     contacts_seen: int
     cards_updated: int
     requests: int
+    resumed_after: int = 0  # the contact id this run went on after (0: a fresh pass)
+    paused_s: float = 0.0  # time spent waiting for the method's run-time budget
+
+    def __str__(self) -> str:
+        """The line `scheduler run-once sync` prints."""
+        line = (f"{self.contacts_seen:,} contacts seen, {self.cards_updated:,} cards updated, "
+                f"{self.requests} requests")
+        if self.resumed_after:
+            line += f", resumed after contact {self.resumed_after}"
+        if self.paused_s:
+            line += f", paused {self.paused_s:.0f} s for the {OPERATING_MAX_S} s run-time limit"
+        return line
+
+
+class Pacer:
+    """Waits before a batch whose run time could push the method past its budget.
+
+    The next batch is assumed to cost what the last one did (its rise in `operating`).
+    """
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep,
+                 limit_s: float = OPERATING_MAX_S * OPERATING_MARGIN) -> None:
+        self.sleep, self.limit_s = sleep, limit_s
+        self.last_s: float | None = None
+        self.paused_s = 0.0
+
+    def after(self, result: BatchResult) -> None:
+        times = [t for t in result.times.values() if isinstance(t, dict) and "operating" in t]
+        if not times:
+            return
+        operating = max(float(t["operating"]) for t in times)
+        cost = operating - self.last_s if self.last_s is not None else operating
+        self.last_s = operating
+        if operating + max(cost, 0.0) < self.limit_s:
+            return
+        wait_s = _until_reset(times)
+        if wait_s > 0:
+            log.info("contact sync: %.0f s of %s in 10 minutes; waiting %.0f s",
+                     operating, LIST_METHOD, wait_s)
+            self.sleep(wait_s)
+            self.paused_s += wait_s
+            self.last_s = None  # the window moved: the next answer is a fresh reading
+
+
+def _until_reset(times: list[dict]) -> float:
+    """Seconds until the oldest minute leaves the window, by the portal's own clock."""
+    resets = [float(t["operating_reset_at"]) for t in times if t.get("operating_reset_at")]
+    now = max((float(t.get("finish") or 0) for t in times), default=0.0)
+    if not resets or not now:
+        return PAUSE_MAX_S
+    return min(max(min(resets) - now, 1.0), PAUSE_MAX_S)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -131,31 +203,53 @@ def _mark_processed(event_ids: list[int], now: datetime) -> int:
 # --- full sync --------------------------------------------------------------------------------
 
 def full_sync(portal: Portal, settings: B24Settings, *, now: datetime | None = None,
-              session=None, progress: Callable[[str], None] | None = None) -> SyncReport:
+              session=None, progress: Callable[[str], None] | None = None,
+              pacer: Pacer | None = None) -> SyncReport:
     """Read every contact of the portal and bring the cards in line with it.
 
-    Raises the B24Error that stopped it; the pages read before it are already applied.
+    Goes on after the cursor an unfinished pass left. Raises the B24Error that stopped it;
+    the pages read before it are applied and the cursor points after them.
     """
     now = now or utcnow()
+    pacer = pacer or Pacer()
     client = client_for(portal, settings, session)
     category = rules_mod.load(portal).client_category_field
     select = [*LIST_SELECT, *([category] if category else [])]
     before = client.requests_made
-    seen = updated = after_id = 0
+    cursor = SyncCursor.get_or_none(SyncCursor.portal == portal)
+    resumed = after_id = cursor.after_id if cursor else 0
+    seen = cursor.contacts_seen if cursor else 0
+    updated = 0
     for _ in range(BATCHES_MAX):
         result = client.batch(list_commands(after_id, select), halt=True)
         pages, finished, failure = read_pages(result, after_id)
+        after_id = next((int(rows[-1]["ID"]) for rows in reversed(pages) if rows), after_id)
+        seen += sum(len(rows) for rows in pages)
         with db.atomic():
             updated += sum(_sync_page(portal, rows, category, now) for rows in pages)
-        seen += sum(len(rows) for rows in pages)
-        after_id = next((int(rows[-1]["ID"]) for rows in reversed(pages) if rows), after_id)
+            _keep_cursor(portal, None if finished else after_id, seen, now)
         if progress is not None:
-            progress(f"synced {seen:,} contacts, {updated:,} cards updated")
+            progress(f"synced {seen:,} contacts, {updated:,} cards updated"
+                     + (f" (resumed after contact {resumed})" if resumed else ""))
         if failure is not None:
             raise failure
         if finished:
-            return SyncReport(seen, updated, client.requests_made - before)
+            return SyncReport(seen, updated, client.requests_made - before, resumed,
+                              pacer.paused_s)
+        pacer.after(result)
     raise B24PermanentError("SYNC_TOO_LONG", f"more than {BATCHES_MAX} batches of contacts")
+
+
+def _keep_cursor(portal: Portal, after_id: int | None, seen: int, now: datetime) -> None:
+    """Store where the pass stands, or forget it when the pass is complete (None)."""
+    if after_id is None:
+        SyncCursor.delete().where(SyncCursor.portal == portal).execute()
+        return
+    changed = SyncCursor.update(after_id=after_id, contacts_seen=seen, updated_at=now).where(
+        SyncCursor.portal == portal).execute()
+    if not changed:
+        SyncCursor.create(portal=portal, after_id=after_id, contacts_seen=seen, started_at=now,
+                          updated_at=now)
 
 
 def list_commands(after_id: int, select: Iterable[str]) -> dict[str, tuple[str, dict]]:
@@ -163,7 +257,7 @@ def list_commands(after_id: int, select: Iterable[str]) -> dict[str, tuple[str, 
     commands: dict[str, tuple[str, dict]] = {}
     start_after: Any = after_id
     for key in _page_keys():
-        commands[key] = ("crm.contact.list", {
+        commands[key] = (LIST_METHOD, {
             "order": {"ID": "ASC"}, "filter": {">ID": start_after}, "start": -1,
             "select": list(select)})
         start_after = f"$result[{key}][{PAGE_ROWS - 1}][ID]"

@@ -135,6 +135,13 @@ class ApiActions:
 
 
 @pytest.fixture
+def api_actions():
+    """The class itself, for a test that needs a key of its own portal (`from conftest
+    import` would find tests/browser/conftest.py first in a full run)."""
+    return ApiActions
+
+
+@pytest.fixture
 def api(client, portal):
     from api.auth import create_key
 
@@ -144,10 +151,9 @@ def api(client, portal):
 @pytest.fixture(autouse=True)
 def fresh_rate_limiter(monkeypatch):
     """Each test gets its own bucket, and the limiter never really sleeps."""
-    from activities import b24client
+    from background import ratelimit
 
-    monkeypatch.setattr(b24client, "DEFAULT_LIMITER",
-                        b24client.RateLimiter(sleep=lambda s: None))
+    monkeypatch.setattr(ratelimit, "DEFAULT_LIMITER", ratelimit.RateLimiter(sleep=lambda s: None))
 
 
 @pytest.fixture

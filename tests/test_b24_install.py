@@ -46,12 +46,17 @@ def test_install_frame_registers_everything_and_finishes(client, b24):
     assert add["PROPERTIES"]["Amount"]["Type"] == "double"
     assert {"Success", "Error", "Debited", "Balance"} <= set(add["RETURN_PROPERTIES"])
     assert sorted(e for e, _ in b24.events) == ["ONAPPINSTALL", "ONAPPUNINSTALL",
-                                                 "ONCRMCONTACTUPDATE", "ONCRMDEALUPDATE"]
-    assert b24.fields == {"UF_CRM_LOYALTY_CARD", "UF_CRM_LOYALTY_BALANCE", "UF_CRM_LOYALTY_TIER"}
+                                                 "ONCRMCONTACTUPDATE"]
+    assert set(b24.fields) == {"UF_CRM_LOYALTY_CARD", "UF_CRM_LOYALTY_BAL", "UF_CRM_LOYALTY_TIER"}
+    balance = b24.fields["UF_CRM_LOYALTY_BAL"]
+    assert balance["LABEL"] == "Бонусный баланс" and balance["USER_TYPE_ID"] == "double"
+    for label in ("EDIT_FORM_LABEL", "LIST_COLUMN_LABEL", "LIST_FILTER_LABEL"):
+        assert balance[label] == {"ru": "Бонусный баланс", "en": "Bonus balance"}
     assert b24.placements == [
         ("CRM_CONTACT_DETAIL_TAB", "https://loyalty.example.com/b24/placements/contact"),
         ("CRM_DEAL_DETAIL_TAB", "https://loyalty.example.com/b24/placements/deal")]
-    assert b24.requests == 2  # one batch to read what exists, one to write what is missing
+    # user.admin (the proof), one batch to read what exists, one to write what is missing
+    assert b24.requests == 3
 
 
 def test_install_again_repairs_and_adds_nothing_twice(client, b24):
@@ -65,7 +70,21 @@ def test_install_again_repairs_and_adds_nothing_twice(client, b24):
     assert methods.count("crm.contact.userfield.add") == 0
     assert methods.count("placement.bind") == 0
     assert methods.count("bizproc.activity.update") == 5
-    assert len(b24.events) == 4 and "loyalty_card_info" in b24.activities
+    assert len(b24.events) == 3 and "loyalty_card_info" in b24.activities
+
+
+def test_the_deal_event_an_earlier_version_bound_is_unbound(client, b24):
+    handler = "https://loyalty.example.com/b24/events"
+    b24.events.append(("ONCRMDEALUPDATE", handler))
+    client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    assert ("ONCRMDEALUPDATE", handler) not in b24.events
+    assert b24.sent("event.unbind") == [{"event": "ONCRMDEALUPDATE", "handler": handler}]
+
+
+def test_deal_events_are_not_stored(client, installed):
+    client.post("/b24/events", data=callback_form("ONCRMDEALUPDATE", tokens=False,
+                                                  **{"FIELDS][ID": "5"}))
+    assert B24Event.select().count() == 0
 
 
 def test_install_callback_form_answers_json(client, b24):
@@ -82,6 +101,60 @@ def test_install_forged_for_a_known_portal_is_refused(client, b24, installed):
     portal = Portal.get_by_id(installed.id)
     assert portal.application_token == APP_TOKEN and portal.client_endpoint == ENDPOINT
     assert b24.sent("bizproc.activity.add") == []
+
+
+def test_a_refused_optional_write_still_finishes_and_says_what_failed(client, b24):
+    refusal = "Имя поля слишком длинное (больше 20-ти символов)."
+    b24.failures["crm.contact.userfield.add"] = [(400, {"error": "ERROR_CORE",
+                                                        "error_description": refusal})]
+    page = client.post("/b24/install" + FRAME_QUERY, data=FRAME).get_data(as_text=True)
+    assert "BX24.installFinish()" in page and 'data-install="partial"' in page
+    assert f"Поле контакта UF_CRM_LOYALTY_CARD: ERROR_CORE {refusal}" in page
+    assert "«Состояние»" in page and "b24 register" in page
+    assert "2 contact fields created, 1 errors" in page
+    assert len(b24.activities) == 6 and len(b24.events) == 3
+
+
+def test_a_refused_activity_does_not_finish(client, b24):
+    b24.failures["bizproc.robot.add"] = [(400, {"error": "ERROR_ACTIVITY_ADD_FAILURE",
+                                                "error_description": "Activity save error!"})]
+    page = client.post("/b24/install" + FRAME_QUERY, data=FRAME).get_data(as_text=True)
+    assert "installFinish" not in page
+    assert "Действие loyalty_card_create_robot: ERROR_ACTIVITY_ADD_FAILURE Activity save error!" \
+        in page
+    body = client.post("/b24/install", data=callback_form()).get_json()
+    assert body["installed"] is True  # opened again: repaired, nothing was lost
+
+
+def test_after_the_install_the_contact_shows_the_balance(app, client, b24):
+    from b24fake import post_form, workflow_form
+
+    client.post("/b24/install" + FRAME_QUERY, data=FRAME)
+    b24.add_contact(42)
+    cards.create_card(Portal.get(Portal.member_id == MEMBER), {
+        "phone": "9161234567", "last_name": "П", "first_name": "А", "client_category": "В",
+        "contact_id": 42}, actor="t")
+    post_form(client, "/b24/activities/loyalty_bonus_accrue",
+              workflow_form("loyalty_bonus_accrue", properties={"Amount": "10000"}))
+    app.extensions["worker"].tick()
+    contact = b24.contacts[42]  # the portal kept only the fields it has
+    assert (contact["UF_CRM_LOYALTY_CARD"], contact["UF_CRM_LOYALTY_BAL"]) == \
+        ("79161234567", "300.00")
+
+
+def test_the_fake_portal_refuses_what_the_server_refuses(b24, installed, app):
+    from activities.portals import B24Settings, client_for
+
+    client = client_for(installed, B24Settings.from_config(app.config))
+    def add(**fields):
+        return client.batch({"f": ("crm.contact.userfield.add", {"fields": {
+            "USER_TYPE_ID": "double", **fields}})}).errors.get("f")
+    too_long = add(FIELD_NAME="LOYALTY_BALANCE", LABEL="Баланс")  # UF_CRM_ + 15 = 22
+    assert too_long.code == "ERROR_CORE" and "20" in too_long.description
+    as_map = add(FIELD_NAME="LOYALTY_BAL", LABEL={"ru": "Баланс", "en": "Balance"})
+    assert "must be of type string" in as_map.description
+    assert add(FIELD_NAME="LOYALTY_BAL", LABEL="Баланс") is None
+    assert set(b24.fields) == {"UF_CRM_LOYALTY_BAL"}  # 18 characters: fits
 
 
 def test_registration_failure_keeps_the_portal_and_does_not_finish(client, b24):
@@ -120,7 +193,23 @@ def test_onappinstall_event_stores_tokens(client, b24):
 def test_cli_register_and_portals(runner, b24, installed):
     result = runner.invoke(args=["b24", "register", "--portal", MEMBER])
     assert result.exit_code == 0, result.output
-    assert ("12 added, 0 updated, 4 events bound, 2 tabs bound, 3 contact fields created, "
+    assert ("12 added, 0 updated, 3 events bound, 2 tabs bound, 3 contact fields created, "
             "0 errors") in result.output
     listing = runner.invoke(args=["b24", "portals"]).output
     assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing
+
+
+def test_the_fake_batch_runs_50_and_halts_like_the_portal(b24, installed, app):
+    from activities import b24client
+    from activities.portals import B24Settings, client_for
+
+    client = client_for(installed, B24Settings.from_config(app.config))
+    cmds = {f"c{n}": "user.current" for n in range(52)}
+    body = client.call("batch", {"halt": 0, "cmd": {**cmds, "nested": "batch?halt=0"}})
+    errors = body["result"]["result_error"]
+    assert len(body["result"]["result"]) == 50 and errors["c50"]["error"] == \
+        "ERROR_BATCH_LENGTH_EXCEEDED"
+    halted = client.batch({"a": ("crm.contact.get", {"id": 1}), "b": ("user.current", {})},
+                          halt=True)
+    assert "a" in halted.errors and "b" not in halted.results  # never ran
+    assert b24client.BATCH_COMMANDS_MAX == 50

@@ -80,11 +80,15 @@ def by_token(old: tuple[int, dict], new: tuple[int, dict]):
 
 
 def posts(rsps) -> list:
-    return [c for c in rsps.calls if c.request.method == "POST"]
+    """Calls to the portal."""
+    return [c for c in rsps.calls if not c.request.url.startswith(OAUTH_URL)]
 
 
 def gets(rsps) -> list:
-    return [c for c in rsps.calls if c.request.method == "GET"]
+    """Calls to the OAuth server: a form POST, the secrets in the body, never in the URL."""
+    found = [c for c in rsps.calls if c.request.url.startswith(OAUTH_URL)]
+    assert all(c.request.method == "POST" and "?" not in c.request.url for c in found)
+    return found
 
 
 def assert_no_secrets(text: str) -> None:
@@ -163,7 +167,7 @@ def test_method_name_cannot_escape_the_rest_path(store):
 def test_expired_token_refreshes_once_saves_both_tokens_and_repeats(store, rsps):
     rsps.add_callback(responses.POST, ENDPOINT + "crm.contact.get",
                       callback=by_token((401, EXPIRED), (200, {"result": {"ID": "42"}})))
-    rsps.get(OAUTH_URL, json=REFRESHED, match=[matchers.query_param_matcher(REFRESH_QUERY)])
+    rsps.post(OAUTH_URL, json=REFRESHED, match=[matchers.urlencoded_params_matcher(REFRESH_QUERY)])
     client = make_client(store)
 
     assert client.call("crm.contact.get", {"id": 42})["result"] == {"ID": "42"}
@@ -179,7 +183,7 @@ def test_refresh_keeps_client_endpoint_and_ignores_oauth_domain(store, rsps):
     rsps.add_callback(responses.POST, ENDPOINT + "user.current",
                       callback=by_token((401, EXPIRED), (200, {"result": {}})))
     rsps.post(NEW_ENDPOINT + "user.current", json={"result": {}})
-    rsps.get(OAUTH_URL, json={**REFRESHED, "client_endpoint": NEW_ENDPOINT})
+    rsps.post(OAUTH_URL, json={**REFRESHED, "client_endpoint": NEW_ENDPOINT})
     make_client(store).call("user.current", {})
     assert store.load(MEMBER).client_endpoint == NEW_ENDPOINT
     assert "oauth.bitrix.info" not in store.load(MEMBER).client_endpoint
@@ -194,7 +198,7 @@ def test_refresh_keeps_client_endpoint_and_ignores_oauth_domain(store, rsps):
 ])
 def test_refresh_failure_is_an_auth_error(store, rsps, status, body):
     rsps.post(ENDPOINT + "crm.contact.get", status=401, json=EXPIRED)
-    rsps.get(OAUTH_URL, status=status, json=body)
+    rsps.post(OAUTH_URL, status=status, json=body)
     with pytest.raises(B24AuthError) as info:
         make_client(store).call("crm.contact.get", {"id": 1})
     assert not info.value.retryable
@@ -204,14 +208,14 @@ def test_refresh_failure_is_an_auth_error(store, rsps, status, body):
 
 def test_oauth_server_overload_is_transient(store, rsps):
     rsps.post(ENDPOINT + "crm.contact.get", status=401, json=EXPIRED)
-    rsps.get(OAUTH_URL, status=503, json={"error": "QUERY_LIMIT_EXCEEDED"})
+    rsps.post(OAUTH_URL, status=503, json={"error": "QUERY_LIMIT_EXCEEDED"})
     with pytest.raises(B24TransientError):
         make_client(store).call("crm.contact.get", {"id": 1})
 
 
 def test_still_expired_after_refresh_gives_up(store, rsps):
     rsps.post(ENDPOINT + "crm.contact.get", status=401, json=EXPIRED)
-    rsps.get(OAUTH_URL, json=REFRESHED)
+    rsps.post(OAUTH_URL, json=REFRESHED)
     with pytest.raises(B24AuthError):
         make_client(store).call("crm.contact.get", {"id": 1})
     assert len(gets(rsps)) == 1 and len(posts(rsps)) == 2
@@ -236,7 +240,7 @@ def test_concurrent_expired_tokens_trigger_one_refresh(store, rsps):
         return 200, {}, json.dumps({"result": True})
 
     rsps.add_callback(responses.POST, ENDPOINT + "crm.contact.get", callback=post)
-    rsps.get(OAUTH_URL, json=REFRESHED)
+    rsps.post(OAUTH_URL, json=REFRESHED)
     clients = [make_client(store), make_client(store)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(c.call, "crm.contact.get", {}) for c in clients]
@@ -388,7 +392,7 @@ def test_secrets_never_reach_messages_reprs_or_logs(store, rsps, caplog):
     caplog.set_level(logging.DEBUG)
     leak = f"client_secret={SECRET}&refresh_token={OLD_RT}"
     rsps.post(ENDPOINT + "crm.contact.get", status=401, json=EXPIRED)
-    rsps.get(OAUTH_URL, status=400,
+    rsps.post(OAUTH_URL, status=400,
              json={"error": "invalid_client", "error_description": f"bad {leak} auth={OLD_AT}"})
     client = make_client(store)
     with pytest.raises(B24AuthError) as info:
@@ -403,7 +407,7 @@ def test_secrets_never_reach_messages_reprs_or_logs(store, rsps, caplog):
 def test_transport_error_text_is_masked(store, rsps):
     url = f"{OAUTH_URL}?grant_type=refresh_token&client_secret={SECRET}&refresh_token={OLD_RT}"
     rsps.post(ENDPOINT + "crm.contact.get", status=401, json=EXPIRED)
-    rsps.get(OAUTH_URL, body=requests.exceptions.ConnectionError(f"Max retries with url: {url}"))
+    rsps.post(OAUTH_URL, body=requests.exceptions.ConnectionError(f"Max retries with url: {url}"))
     with pytest.raises(B24TransientError) as info:
         make_client(store).call("crm.contact.get", {})
     assert_no_secrets(str(info.value))

@@ -68,6 +68,21 @@ def test_settings_show_keys_masked_and_never_log_them(configured, caplog):
     assert GO_KEY not in again.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("sender", ["Shop", "Club24", "My-Shop.ru", "ABC", "ElevenChars"])
+def test_an_sms_sender_of_3_to_11_latin_letters_or_digits_is_taken(configured, sender):
+    response = configured.put("/api/v1/settings/notifications", json={"sms_sender": sender})
+    assert response.status_code == 200 and response.get_json()["sms_sender"] == sender
+
+
+@pytest.mark.parametrize("sender", ["AB", "TwelveCharsX", "Магазин", "Shop!", "My Shop", "-Shop",
+                                    "Shop.", "12345", ""])
+def test_other_sms_senders_are_refused_naming_the_field(configured, sender):
+    response = configured.put("/api/v1/settings/notifications", json={"sms_sender": sender})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert "sms_sender" in error["fields"] and "латинских" in str(error["fields"]["sms_sender"])
+
+
 def test_settings_validation_names_the_field(configured):
     for body, field in [({"go_host": "go9"}, "go_host"), ({"sender_email": "nope"}, "sender_email"),
                         ({"notices": {"accrual_sms": "yes"}}, "notices.accrual_sms.value"),
@@ -93,10 +108,10 @@ def test_an_accrual_notifies_client_and_manager_once(app, configured, b24):
     assert (email.status, email.provider_message_id) == ("sent", "job-1")
     assert "300" in sms.body and chat.status == "sent" and chat.recipient == "7"
     assert Notification.select().count() == 3
-    [notify] = b24.sent("im.notify.personal.add")
+    [notify] = b24.sent("im.notify.system.add")
     assert notify["USER_ID"] == "7" and notify["TAG"] == f"loyalty:n{chat.id}"
     # The contact's loyalty fields rode in the same batch as the chat notice.
-    assert b24.contacts[42]["UF_CRM_LOYALTY_BALANCE"] == "300.00"
+    assert b24.contacts[42]["UF_CRM_LOYALTY_BAL"] == "300.00"
     assert Outbox.get().status == "sent"
     listed = configured.get(f"/api/v1/cards/{NUMBER}/notifications").get_json()["items"]
     assert {n["template"] for n in listed} == {"accrual_sms", "accrual_email", "accrual_manager"}
@@ -198,7 +213,7 @@ def test_notify_manager_activity_returns_the_message_id(app, client, b24, instal
               workflow_form("loyalty_notify_manager", properties={"Message": "Позвоните {{ first_name }}",
                                                                   "User": "user_9"}))
     tick(app)
-    [notify] = b24.sent("im.notify.personal.add")
+    [notify] = b24.sent("im.notify.system.add")
     assert notify["USER_ID"] == 9 and notify["TAG"].startswith("loyalty:n")
     [reply] = b24.sent("bizproc.event.send")
     assert reply["RETURN_VALUES"]["Success"] == "Y" and reply["RETURN_VALUES"]["MessageId"] == "101"

@@ -162,13 +162,30 @@ def test_a_lapsed_sqlite_lease_is_taken_over(app):
     assert SchedulerLease("x", "b").acquire(now + timedelta(minutes=5))
 
 
+def test_dry_run_names_each_client_and_the_action(portal_b24):
+    rules.save(portal_b24, {"birthday_bonus": "500"}, actor="t")
+    card_born(portal_b24, date(1990, 3, 2), phone="9161234501", contact=1, manager=7)
+    card_born(portal_b24, None, phone="9161234502", contact=2, manager=8)
+    Contact.create(portal=portal_b24, contact_id=3, last_name="Сидоров", first_name="Иван",
+                   birthday_md=302, manager_id=9)
+    plan = birthdays.run(portal_b24, date(2027, 3, 1), dry_run=True)
+    assert plan.lines == [
+        "Петрова Анна (card 79161234501): manager call, manager 7 is told the birthday is tomorrow",
+        "Сидоров Иван (contact 3, no card): manager call, manager 9 is asked to issue a card, "
+        "birthday tomorrow",
+        "Петрова Анна (card 79161234502): manager call, manager 8 is asked for the birthdate"]
+    assert Notification.select().count() == 0
+
+
 def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24):
     rules.save(portal_b24, {"birthday_bonus": "500"}, actor="t")
     card_born(portal_b24, date(1990, 3, 1))
     result = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01",
                                  "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "would do 2 action(s)" in result.output and "birthday bonus 500" in result.output
+    assert "would do 2 action(s)" in result.output
+    assert "Петрова Анна (card 79161234567): birthday bonus 500" in result.output
+    assert "Петрова Анна (card 79161234567): birthday e-mail to anna@example.ru" in result.output
     assert Notification.select().count() == 0 and Entry.select().count() == 0
     done = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01"])
     assert "did 2 action(s)" in done.output and Entry.select().where(Entry.kind == "birthday").count() == 1

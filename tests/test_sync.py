@@ -15,7 +15,7 @@ from b24fake import ENDPOINT, FakePortal
 from activities.b24client import B24PermanentError, B24TransientError
 from activities.portals import B24Settings
 from api.ledger import cards, rules
-from api.models import B24Event, Card, Portal
+from api.models import B24Event, Card, Contact, Portal, SyncCursor
 from scheduler import sync
 
 T0 = datetime(2026, 1, 1, 3, 0)
@@ -70,10 +70,9 @@ class ListingPortal(FakePortal):
         select = p.get("select") or []
         rows = [self._row(cid, select) for cid in ids[first:first + 50]]
         if p.get("start") == "-1":
-            return 200, {"result": rows, "total": 0, "time": {}}
+            return 200, {"result": rows, "total": 0}
         more = first + 50 < len(ids)
-        return 200, {"result": rows, "total": len(ids), **({"next": first + 50} if more else {}),
-                     "time": {}}
+        return 200, {"result": rows, "total": len(ids), **({"next": first + 50} if more else {})}
 
     def _row(self, cid, select):
         row = self.contacts.get(cid) or self.make_row(cid)
@@ -351,3 +350,73 @@ def test_sync_all_goes_on_after_a_failing_portal(portal_b24, installed, settings
     assert isinstance(outcome[installed.member_id], B24TransientError)
     assert outcome[other.member_id] == sync.SyncReport(10, 0, 1)
     assert lines == ["other.bitrix24.ru: synced 10 contacts, 0 cards updated"]
+
+
+# --- resume and pacing ------------------------------------------------------------------------
+
+PAGE_COST_S = 2.5  # run time the fake charges per crm.contact.list page: 125 s a batch
+
+
+def paced_by_the_fake_clock(portal_b24):
+    """A Pacer whose sleep moves the fake portal's clock (the operating window ages)."""
+    def sleep(seconds):
+        now = portal_b24.clock()
+        portal_b24.clock = lambda: now + seconds
+    return sync.Pacer(sleep=sleep)
+
+
+def first_after_ids(portal_b24):
+    return [p["filter"][">ID"] for p in portal_b24.listed() if p["filter"][">ID"].isdigit()]
+
+
+def test_an_interrupted_sync_resumes_where_it_stopped(portal_b24, installed, settings):
+    big_portal(portal_b24, 20_000)
+    portal_b24.cost_s["crm.contact.list"] = PAGE_COST_S
+    unpaced = sync.Pacer(sleep=lambda s: None, limit_s=float("inf"))
+    with pytest.raises(B24TransientError, match="OPERATION_TIME_LIMIT"):
+        sync.full_sync(installed, settings, now=T0, pacer=unpaced)
+    cursor = SyncCursor.get(SyncCursor.portal == installed)
+    # 480 s at 2.5 s a page: 192 pages ran, the 193rd was refused; all 192 are applied
+    # (the fake's ids are even: contact 2 to 40,000)
+    assert (cursor.after_id, cursor.contacts_seen) == (2 * 192 * 50, 192 * 50)
+    assert Contact.select().count() == 192 * 50
+    portal_b24.calls.clear()
+    now = portal_b24.clock()
+    portal_b24.clock = lambda: now + 600  # the next night: the window is empty again
+
+    report = sync.full_sync(installed, settings, now=T0, pacer=paced_by_the_fake_clock(portal_b24))
+
+    assert first_after_ids(portal_b24)[0] == str(2 * 192 * 50)  # not from contact 0
+    assert (report.resumed_after, report.contacts_seen) == (2 * 192 * 50, 20_000)
+    assert Contact.select().count() == 20_000
+    assert SyncCursor.select().count() == 0  # the pass is complete: the next one starts over
+    portal_b24.calls.clear()
+    sync.full_sync(installed, settings, now=T0, pacer=paced_by_the_fake_clock(portal_b24))
+    assert first_after_ids(portal_b24)[0] == "0"
+
+
+def test_a_failed_request_keeps_the_cursor_where_it_was(portal_b24, installed, settings):
+    big_portal(portal_b24, 5_000)
+
+    def refuse_the_next_request(line):
+        portal_b24.failures["batch"] = [LIMIT_503]
+    with pytest.raises(B24TransientError):
+        sync.full_sync(installed, settings, now=T0, progress=refuse_the_next_request)
+    assert SyncCursor.get(SyncCursor.portal == installed).after_id == 2 * 2500
+    report = sync.full_sync(installed, settings, now=T0)
+    assert (report.resumed_after, report.contacts_seen, report.requests) == (5000, 5000, 2)
+
+
+def test_the_sync_paces_on_operating_and_never_trips_the_limit(portal_b24, installed, settings,
+                                                               capsys):
+    big_portal(portal_b24, 20_000)
+    portal_b24.cost_s["crm.contact.list"] = PAGE_COST_S
+    report = sync.full_sync(installed, settings, now=T0, pacer=paced_by_the_fake_clock(portal_b24))
+    with capsys.disabled():
+        print(f"\n20,000 contacts at {PAGE_COST_S} s a page: {report.requests} requests, "
+              f"{report.paused_s:.0f} s paused for the 480 s budget")
+    assert (report.contacts_seen, report.requests) == (20_000, 9)
+    assert report.paused_s > 0  # unpaced, the 193rd page is refused (test above)
+    assert str(report) == ("20,000 contacts seen, 0 cards updated, 9 requests, paused 1200 s "
+                           "for the 480 s run-time limit")
+    assert SyncCursor.select().count() == 0

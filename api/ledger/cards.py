@@ -8,11 +8,13 @@ from peewee import IntegrityError
 from api.clock import utcnow
 from api.db import db
 from api.ledger import rules as rules_mod
+from api.ledger import text
 from api.ledger.idempotency import system
 from api.ledger.errors import CardExists, CardNotFound, InvalidInput, MissingFields
 from api.ledger.operations import WELCOME, grant
 from api.ledger.phones import PhoneError, normalize
 from api.models import Card, Portal
+from api.webhooks import events as webhook_events
 
 PROFILE_FIELDS = ("last_name", "first_name", "middle_name", "client_category", "email",
                   "birthdate", "manager_id")
@@ -60,6 +62,7 @@ def create_card(portal: Portal, data: dict, *, actor: str,
             if rules.welcome_bonus_kop > 0:
                 grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=system(f"welcome:{number}"),
                       actor=actor, comment="Приветственные бонусы", now=now)
+            webhook_events.card_created(portal, card.id)
     except IntegrityError:
         # Another request issued it between our look and our insert: answer as if we had looked later.
         existing = _existing(portal, number, contact_id)
@@ -84,8 +87,8 @@ def _existing(portal: Portal, number: str, contact_id: int | None) -> Card | Non
 def _profile(data: dict) -> dict:
     profile = {k: data.get(k) for k in PROFILE_FIELDS if k in data}
     for key, value in list(profile.items()):
-        if isinstance(value, str):
-            profile[key] = value.strip() or None
+        if isinstance(value, str):  # CRM text may hold a NUL, which PostgreSQL refuses
+            profile[key] = text.clean(value).strip() or None
     if isinstance(profile.get("birthdate"), datetime):
         profile["birthdate"] = profile["birthdate"].date()
     if profile.get("birthdate") is not None and not isinstance(profile["birthdate"], date):

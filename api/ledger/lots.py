@@ -22,8 +22,9 @@ def _lot(**data) -> Lot:
 
 
 def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
-             lifetime_days: int) -> Lot:
-    expires_at = created + timedelta(days=lifetime_days)
+             lifetime_days: int, expires_at: datetime | None = None) -> Lot:
+    # An imported or transferred lot keeps the expiry it already had (expires_at).
+    expires_at = expires_at or created + timedelta(days=lifetime_days)
     lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
                         sql.timestamp(expires_at))
     return _lot(id=lot_id, card=card.id, entry=entry.id, amount_kop=amount_kop,
@@ -69,6 +70,18 @@ def take(entry: Entry, lots, amount_kop: int) -> int:
         lot.remaining_kop -= part
         taken += part
     return taken
+
+
+def take_oldest(card: Card, amount_kop: int, now: datetime) -> int | None:
+    """The whole amount from the oldest live lot, if that lot is not due (so no lot is)
+    and covers it: the lot's id; else None, with nothing changed."""
+    row = sql.row("take_oldest_lot", amount_kop, card.id, amount_kop, sql.timestamp(now))
+    return row[0] if row else None
+
+
+def taken(entry: Entry, lot_id: int, amount_kop: int) -> None:
+    """Record what take_oldest took, once the entry exists."""
+    sql.insert("insert_allocation", entry.id, lot_id, -amount_kop)
 
 
 def give_back(entry: Entry, original: Entry) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from peewee import DateField, DateTimeField
+from peewee import DateField, DateTimeField, IntegrityError
 
 from api.clock import utcnow
 from api.db import db, lock_rows
@@ -33,15 +33,20 @@ from api.ledger.errors import (
     CardNotFound,
     InsufficientBalance,
     InvalidInput,
+    LedgerError,
     MaxShareExceeded,
 )
 from api.ledger.idempotency import Claim, Outcome
 from api.ledger.money import percent_of
+from api import product_rules
 from api.models import Card, Entry, Portal
 
 ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT = "accrual", "debit", "reversal", "adjustment"
 EXPIRY, WELCOME, BIRTHDAY = "expiry", "welcome", "birthday"
-KINDS = (ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT, EXPIRY, WELCOME, BIRTHDAY)
+# import: an opening balance brought from elsewhere (api.imports); transfer: a merge of two
+# cards moves the balance out of one and into the other as a pair (api.merges).
+IMPORT, TRANSFER = "import", "transfer"
+KINDS = (ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT, EXPIRY, WELCOME, BIRTHDAY, IMPORT, TRANSFER)
 REFERENCE_MAX_LEN = 100
 COMMENT_MAX_LEN = 1000
 
@@ -82,10 +87,18 @@ def _rules(card: Card):
                            lambda: rules_mod.load(card.portal_id))
 
 
-def post(card: Card, kind: str, amount_kop: int, claim: Claim, *, actor: str, now: datetime,
-         purchases: tuple[int, str] | None = None, **fields) -> Entry:
+def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, actor: str,
+         now: datetime, purchases: tuple[int, str] | None = None, key: str | None = None,
+         **fields) -> Entry:
     """Append one entry and move the cached balance with it; never below zero.
-    `purchases` (total, tier) moves the card's purchases and tier in the same statement."""
+    `purchases` (total, tier) moves the card's purchases and tier in the same statement.
+
+    Inside an operation the entry's key derives from the operation's claim. A caller that
+    keys single entries itself (imports, merges: `key=`, its own prefixed namespace) gets
+    a system operation per entry, so the rollups fold its entry like any other."""
+    finish_alone = claim is None
+    if finish_alone:
+        claim = _claim_entry(card, kind, key)
     if amount_kop < 0:
         # Conditional: the rowcount is 0, not a negative balance, if the card can't cover it.
         moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
@@ -104,7 +117,7 @@ def post(card: Card, kind: str, amount_kop: int, claim: Claim, *, actor: str, no
     data = {**_ENTRY_OPTIONAL, **fields}
     reverses = data["reverses"]
     data["reverses"] = sql.pk(reverses)
-    key = claim.entry_key()
+    key = key if finish_alone else claim.entry_key()
     entry_id = sql.insert("insert_entry", card.portal_id, card.id, claim.id, key, kind,
                           amount_kop, card.balance_kop, data["reference"], data["purchase_kop"],
                           sql.decimal(data["percent"]), data["reverses"], actor, data["comment"],
@@ -117,7 +130,19 @@ def post(card: Card, kind: str, amount_kop: int, claim: Claim, *, actor: str, no
     entry.__rel__["card"] = card
     if isinstance(reverses, Entry):
         entry.__rel__["reverses"] = reverses
+    if finish_alone:
+        idempotency.finish(claim, {"kind": kind, "card_number": card.number, "entry_id": entry_id})
     return entry
+
+
+def _claim_entry(card: Card, kind: str, key: str | None) -> Claim:
+    if not key:
+        raise TypeError("post() needs the operation's claim or an entry key")
+    claim = idempotency.claim(card.portal_id, idempotency.system(f"entry:{key}"), kind,
+                              {"card": card.number}, card)
+    if isinstance(claim, Outcome):
+        raise IntegrityError(f"entry key already used: {key}")  # as the entry's index would
+    return claim
 
 
 def credit(card: Card, kind: str, amount_kop: int, rules, claim: Claim, *, actor: str,
@@ -194,11 +219,12 @@ def _summary(card: Card, entry: Entry, **extra) -> dict:
 @idempotency.retried_on_race
 def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
            reference: str | None = None, comment: str | None = None,
-           now: datetime | None = None, follow=None) -> Outcome:
-    """Bonuses for a purchase at the percent of the tier held before it."""
+           now: datetime | None = None, lines: list | None = None, follow=None) -> Outcome:
+    """Bonuses for a purchase at the percent of the tier held before it; with product
+    `lines` (api.product_rules), each line at its rule's percent or the tier's."""
     key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
     request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
-               "comment": comment}
+               "comment": comment, **({"lines": [repr(line) for line in lines]} if lines else {})}
     with db.atomic():
         card = _lock(portal, number)
         claim = idempotency.claim(portal, key, ACCRUAL, request, card)
@@ -212,13 +238,17 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
         tier = rules.tier_for(card.purchases_kop)
         bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
                            step_kop=rules.rounding_step_kop)
+        percent, extra = tier.percent, {}
+        if lines:
+            bonus, percent, extra = product_rules.accrual(lines, tier.percent, purchase_kop, rules)
+            comment = comment or extra["explanation"]
         tier_before = card.tier
         purchases = max(0, card.purchases_kop + purchase_kop)
         entry = credit(card, ACCRUAL, bonus, rules, claim, actor=actor, now=now,
-                       reference=reference, purchase_kop=purchase_kop, percent=tier.percent,
+                       reference=reference, purchase_kop=purchase_kop, percent=percent,
                        comment=comment, purchases=(purchases, rules.tier_for(purchases).name))
-        result = _summary(card, entry, percent=str(tier.percent), purchase_kop=purchase_kop,
-                          tier_before=tier_before)
+        result = _summary(card, entry, percent=str(percent), purchase_kop=purchase_kop,
+                          tier_before=tier_before, **extra)
         return idempotency.finish(claim, result, card, follow)
 
 
@@ -237,12 +267,31 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
             return claim
         _check_active(card)
         rules = _rules(card)
-        spendable = _expire_due(card, now, claim)
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
-        entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now,
-                      reference=reference, purchase_kop=order_kop, comment=comment)
-        result = _summary(card, entry, requested_kop=amount_kop, debited_kop=amount)
+        fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
+        entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
+                                  now, fields)
+        if entry is None:  # the long way: expire what is due, then spend oldest first
+            spendable = _expire_due(card, now, claim)
+            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+            entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now, **fields)
+        result = _summary(card, entry, requested_kop=amount_kop, debited_kop=-entry.amount_kop)
         return idempotency.finish(claim, result, card, follow)
+
+
+def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                      claim: Claim, actor: str, now: datetime, fields: dict) -> Entry | None:
+    """The common debit in fewer statements: the oldest live lot is not due (so none is)
+    and covers the amount. None, with nothing written, sends the debit the long way."""
+    try:
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+    except LedgerError:
+        return None  # decided the long way, on the balance left after expiry
+    lot_id = lots.take_oldest(card, amount, now)
+    if lot_id is None:
+        return None
+    entry = post(card, DEBIT, -amount, claim, actor=actor, now=now, **fields)
+    lots.taken(entry, lot_id, amount)
+    return entry
 
 
 def _expire_due(card: Card, now: datetime, claim: Claim) -> list:

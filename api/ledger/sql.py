@@ -89,6 +89,14 @@ STATEMENTS = {
         WHERE "card_id" = ? AND "remaining_kop" > 0
         ORDER BY "expires_at", "id"
     """,
+    # A debit's common case in one statement: the oldest live lot, if it is not due and
+    # covers the whole amount, gives it (no row back: read the lots and go the long way).
+    "take_oldest_lot": """
+        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ?
+        WHERE "id" = (SELECT "id" FROM "lot" WHERE "card_id" = ? AND "remaining_kop" > 0
+                      ORDER BY "expires_at", "id" LIMIT 1)
+          AND "remaining_kop" >= ? AND "expires_at" > ?
+        RETURNING "id\"""",
     "take_from_lot": """
         UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?""",
     "insert_allocation": """

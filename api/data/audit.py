@@ -1,0 +1,145 @@
+"""The audit trail: one append-only table of what staff and API keys changed.
+
+Two ways in. `record` is called by the actions of this package (import, anonymise,
+merge) and by CLI commands. `init_app` adds an after_request hook that records every
+successful write request of the REST API and of the app's pages (money, rules,
+settings, access, cards), so no view has to remember to. Nothing here stores a phone
+or a name: a card is named by its id (`card:17`), the path by its URL rule.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+from datetime import datetime
+
+from api.clock import utcnow
+from api.models import AuditEntry, Card, Portal
+
+log = logging.getLogger(__name__)
+PAGE_MAX = 200
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# Where Bitrix24 itself calls us (events, activities, install): not a staff action.
+SKIPPED_PREFIXES = ("/b24/events", "/b24/activities", "/b24/install")
+SKIPPED_RULES = ("/b24/app",)  # opening the app in its frame: a redirect that changes nothing
+
+
+def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
+           source: str | None = None, details: dict | None = None,
+           now: datetime | None = None) -> AuditEntry:
+    from flask import g, has_request_context
+
+    if has_request_context():
+        g.audit_recorded = True  # the request hook then does not record it a second time
+    return AuditEntry.create(
+        portal=portal, actor=(actor or "unknown")[:200], action=action[:100],
+        target=target[:100] if target else None, source=(source or "")[:100] or None,
+        details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
+        created_at=now or utcnow())
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name in a container: still say it was the shell
+        return "cli"
+
+
+def card_target(card: Card | int) -> str:
+    return f"card:{getattr(card, 'id', card)}"
+
+
+def entries(portal: Portal, *, action: str | None = None, actor: str | None = None,
+            target: str | None = None, since: datetime | None = None,
+            until: datetime | None = None):
+    """The portal's trail, newest first, narrowed by what is given."""
+    query = AuditEntry.select().where(AuditEntry.portal == portal)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action))
+    if actor:
+        query = query.where(AuditEntry.actor.contains(actor))
+    if target:
+        query = query.where(AuditEntry.target == target)
+    if since:
+        query = query.where(AuditEntry.created_at >= since)
+    if until:
+        query = query.where(AuditEntry.created_at < until)
+    return query.order_by(AuditEntry.id.desc())
+
+
+CSV_HEADER = ("id", "created_at_utc", "actor", "action", "target", "source", "details")
+
+
+def csv_row(row: AuditEntry) -> list:
+    from api.data.csvout import safe
+
+    return [row.id, row.created_at.isoformat(" ", "seconds"), safe(row.actor), row.action,
+            row.target or "", row.source or "", safe(row.details or "")]
+
+
+def as_dict(row: AuditEntry) -> dict:
+    return {"id": row.id, "created_at": row.created_at.isoformat(), "actor": row.actor,
+            "action": row.action, "target": row.target, "source": row.source,
+            "details": json.loads(row.details) if row.details else None}
+
+
+# --- every write request ----------------------------------------------------------------------
+
+def _after_request(response):
+    from flask import g, request
+
+    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code) \
+            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
+            or request.url_rule.rule in SKIPPED_RULES:
+        return response
+    portal = getattr(g, "portal", None)
+    if portal is None or getattr(g, "audit_recorded", False):
+        return response
+    try:
+        record(portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
+               target=_request_target(portal, request.view_args or {}),
+               source=request.remote_addr,
+               details={"status": response.status_code,
+                        "idempotency_key": request.headers.get("Idempotency-Key"),
+                        "replayed": response.headers.get("Idempotency-Hit") == "true"})
+    except Exception:  # the action is done; a failed trail line must not turn it into a 500
+        log.exception("audit record failed for %s %s", request.method, request.url_rule.rule)
+    return response
+
+
+def _changed(path: str, status: int) -> bool:
+    """The API answers a write with 2xx. The app's pages answer a POST that only asks
+    for confirmation with 200 and a done write with a redirect (post/redirect/get)."""
+    return 200 <= status < 300 if path.startswith("/api/") else 300 <= status < 400
+
+
+def _request_actor(g) -> str:
+    actor = getattr(g, "actor", None)
+    viewer = getattr(g, "viewer", None)
+    if actor is None and viewer is not None:
+        actor = viewer.actor  # a Bitrix24 user in the app's pages
+    return actor or "unknown"
+
+
+def _request_target(portal: Portal, view_args: dict) -> str | None:
+    """A card by its id, never by its number (the number is the client's phone)."""
+    from flask import g
+
+    if getattr(g, "card_id", None) is not None:  # the card the operation held (api.views)
+        return card_target(g.card_id)
+    number = view_args.get("number")
+    if number is None:
+        card_id = view_args.get("card_id")
+        return card_target(card_id) if card_id is not None else None
+    from api.ledger.cards import card_number
+    from api.ledger.errors import LedgerError
+
+    try:
+        card = Card.get_or_none((Card.portal == portal) & (Card.number == card_number(number)))
+    except LedgerError:
+        card = None
+    return card_target(card) if card is not None else None
+
+
+def init_app(app) -> None:
+    app.after_request(_after_request)

@@ -1,0 +1,98 @@
+"""Events: recorded in the transaction of what causes them, one per cause.
+
+`emit` writes the event and one pending delivery per subscription that wants it, so an
+event exists exactly when its movement does; the sender (api.webhooks.sender) delivers
+later. No subscription for the type: nothing is written, the hot path pays one lookup.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from decimal import Decimal
+
+from api.clock import utcnow
+from api.ledger.money import format_kop
+from api.models import Card, Portal, WebhookDelivery, WebhookEvent, WebhookSubscription
+
+EVENTS = ("card.created", "bonus.accrued", "bonus.debited", "bonus.reversed", "bonus.adjusted",
+          "bonus.expired", "tier.changed", "card.merged")
+# Ledger entry kinds → event type (welcome and birthday bonuses are accruals too).
+MOVEMENTS = {"accrual": "bonus.accrued", "welcome": "bonus.accrued", "birthday": "bonus.accrued",
+             "debit": "bonus.debited", "reversal": "bonus.reversed",
+             "adjustment": "bonus.adjusted", "expiry": "bonus.expired"}
+KEY_MAX_LEN = 220
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_hex(12)
+
+
+def subscribers(portal: Portal, event_type: str) -> list[WebhookSubscription]:
+    # The events list is small JSON: a LIKE narrows, the exact check is in Python.
+    rows = WebhookSubscription.select(WebhookSubscription.id, WebhookSubscription.events).where(
+        (WebhookSubscription.portal == portal)
+        & WebhookSubscription.events.contains(f'"{event_type}"'))
+    return [row for row in rows if event_type in json.loads(row.events)]
+
+
+def emit(portal: Portal, event_type: str, key: str, data: dict, *, card_number: str | None = None,
+         now: datetime | None = None) -> WebhookEvent | None:
+    """Record the event and its deliveries; the same key again records nothing."""
+    if event_type not in EVENTS:
+        raise ValueError(f"unknown webhook event {event_type}")
+    targets = subscribers(portal, event_type)
+    if not targets:
+        return None
+    now = now or utcnow()
+    key = key[:KEY_MAX_LEN]
+    inserted = WebhookEvent.insert(
+        portal=portal, event_id=new_event_id(), key=key, type=event_type,
+        card_number=card_number, created_at=now,
+        data=json.dumps(data, ensure_ascii=False, default=str)).on_conflict_ignore().execute()
+    event = WebhookEvent.get((WebhookEvent.portal == portal) & (WebhookEvent.key == key))
+    if inserted:
+        WebhookDelivery.insert_many(
+            [{"subscription": sub.id, "event": event.id, "stream": card_number or "",
+              "created_at": now, "next_attempt_at": now} for sub in targets]
+        ).on_conflict_ignore().execute()
+    return event
+
+
+def shown(value):
+    """Kopecks as the API shows money ("1500.00"), Decimals as strings."""
+    if isinstance(value, dict):
+        return {(k[:-4] if k.endswith("_kop") else k): (format_kop(v) if k.endswith("_kop")
+                                                         and isinstance(v, int) else shown(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def card_data(card: Card) -> dict:
+    return {"number": card.number, "contact_id": card.contact_id, "status": card.status,
+            "tier": card.tier, "balance": format_kop(card.balance_kop),
+            "purchases": format_kop(card.purchases_kop)}
+
+
+def movement(portal: Portal, card: Card, kind: str, result: dict, key: str) -> None:
+    """What a ledger movement tells subscribers: its bonus event, and a tier change."""
+    event_type = MOVEMENTS.get(kind)
+    if event_type:
+        emit(portal, event_type, f"{kind}:{key}", {"card": card_data(card), **shown(result)},
+             card_number=card.number)
+    before = result.get("tier_before")
+    if before and before != result.get("tier"):
+        emit(portal, "tier.changed", f"tier:{key}",
+             {"card": card_data(card), "tier_before": before, "tier": result.get("tier")},
+             card_number=card.number)
+
+
+def card_created(portal: Portal, card_id: int) -> None:
+    """Called in the card's transaction, after its welcome bonus: read it back only when
+    someone listens."""
+    if subscribers(portal, "card.created"):
+        card = Card.get_by_id(card_id)
+        emit(portal, "card.created", f"card:{card.number}:{card.id}", {"card": card_data(card)},
+             card_number=card.number)

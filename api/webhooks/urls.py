@@ -1,0 +1,82 @@
+"""Where we may send: https only (plain http only when the config allows it), and never to
+a private, loopback, link-local or otherwise non-public address unless its network is
+allowed in the config. The name is resolved and checked at send time, and the request
+then goes to that checked address (the sender pins it), so DNS that changes between the
+check and the connection (rebinding) cannot turn a webhook against our own network.
+
+Config: WEBHOOK_ALLOW_HTTP (default false), WEBHOOK_ALLOW_NETWORKS (CIDRs, comma
+separated, e.g. "10.1.2.0/24"; default none).
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+URL_MAX_LEN = 2000
+
+
+class UnsafeUrl(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # the name, for Host, SNI and the certificate
+    port: int
+    path: str  # path and query
+    ip: str  # the checked address to connect to
+
+
+def _flag(value) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
+
+
+def allowed_networks(config) -> list:
+    raw = config.get("WEBHOOK_ALLOW_NETWORKS") or ""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
+
+
+def check_url(url, config) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of an acceptable URL, or UnsafeUrl saying why not."""
+    if not isinstance(url, str) or not url or len(url) > URL_MAX_LEN:
+        raise UnsafeUrl(f"Нужен адрес до {URL_MAX_LEN} символов.")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise UnsafeUrl("Адрес не разобрать.") from None
+    if parts.scheme not in ("https", "http"):
+        raise UnsafeUrl("Только https://.")
+    if parts.scheme == "http" and not _flag(config.get("WEBHOOK_ALLOW_HTTP")):
+        raise UnsafeUrl("Только https:// (http разрешается настройкой WEBHOOK_ALLOW_HTTP).")
+    if not parts.hostname or parts.username or parts.password:
+        raise UnsafeUrl("Нужен адрес вида https://host/path, без логина и пароля.")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
+
+
+def _public(ip, networks) -> bool:
+    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in networks):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve(url: str, config) -> Target:
+    """Resolve now; every address the name has must be acceptable (no mixing in one)."""
+    scheme, host, port, path = check_url(url, config)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeUrl(f"Имя {host} не разрешается.") from None
+    addresses = sorted({info[4][0] for info in infos})
+    networks = allowed_networks(config)
+    refused = [a for a in addresses if not _public(ipaddress.ip_address(a.split("%")[0]), networks)]
+    if refused or not addresses:
+        raise UnsafeUrl(f"{host} указывает на закрытый адрес ({', '.join(refused)}): запрещено.")
+    return Target(scheme, host, port, path, addresses[0])
