@@ -4,7 +4,7 @@
                          [--postgres-url URL] [--cards 1000]
 
 For each database: a fresh database of its own (PostgreSQL: the `loyalty_http_bench`
-database, dropped afterwards; SQLite: a temporary file), 1,000 funded cards and one hot
+database, emptied before and after; SQLite: a temporary file), 1,000 funded cards and one hot
 card, then gunicorn (sync workers, loopback only) serving our app and a trivial 5-line
 Flask endpoint in the same processes (bench/http_app.py). Each scenario is driven for
 --duration seconds by wrk (Debian's `wrk` package) with a Lua script that gives every
@@ -117,27 +117,32 @@ def ledger_check(url: str) -> str:
 
 
 class Postgres:
+    """A database of our own, kept between runs and emptied at the start of each: dropping
+    a database waits for a checkpoint, which on a busy disk can take minutes."""
+
     name = "postgresql"
 
     def __init__(self, base_url: str):
         import psycopg2
 
         self.psycopg2, self.base_url = psycopg2, base_url
-        self._admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}"')
-        self._admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
+        if not self._admin("SELECT 1 FROM pg_database WHERE datname = %s", (PG_BENCH_DB,)):
+            self._admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
         self.url = urlunparse(urlparse(base_url)._replace(path=f"/{PG_BENCH_DB}"))
+        self._admin("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public", url=self.url)
 
-    def _admin(self, statement: str) -> None:
-        conn = self.psycopg2.connect(self.base_url, connect_timeout=3)
+    def _admin(self, statement: str, params=(), url: str | None = None):
+        conn = self.psycopg2.connect(url or self.base_url, connect_timeout=3)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute(statement)
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else None
         finally:
             conn.close()
 
     def close(self) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+        self._admin("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public", url=self.url)
 
 
 class Sqlite:
