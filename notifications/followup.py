@@ -30,8 +30,8 @@ def notice_key(key, name: str) -> str:
 def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
     webhook_events.movement(portal, card, kind, result, key)  # outbox rows, same transaction
     # The card an operation returns carries the settings token it read (api.versions).
-    settings = versions.cached("notify", portal.id, getattr(card, "settings_token", versions.UNKNOWN),
-                               lambda: settings_mod.load(portal))
+    token = getattr(card, "settings_token", versions.UNKNOWN)
+    settings = versions.cached("notify", portal.id, token, lambda: settings_mod.load(portal))
     on = settings["notices"]
     amount = format_bonus(abs(result.get("amount_kop", 0)))
     context = card_context(card, accrued=amount if kind == "accrual" else "",
@@ -42,7 +42,8 @@ def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
         notices.record(portal, card, sms, card.number, context, notice_key(key, sms), settings)
     if email and on.get(email) and result.get("amount_kop"):
         if card.email:
-            notices.record(portal, card, email, card.email, context, notice_key(key, email), settings)
+            notices.record(portal, card, email, card.email, context, notice_key(key, email),
+                           settings)
         elif kind == "accrual" and on.get("missing_email_manager"):
             calls.update(_chat(portal, card, "missing_email_manager", context, key, settings))
     if kind == "accrual" and on.get("accrual_manager") and result.get("amount_kop"):
@@ -51,7 +52,8 @@ def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
         for name in ("tier_up_sms", "tier_up_email"):
             recipient = card.number if name.endswith("sms") else card.email
             if on.get(name) and recipient:
-                notices.record(portal, card, name, recipient, context, notice_key(key, name), settings)
+                notices.record(portal, card, name, recipient, context, notice_key(key, name),
+                               settings)
     update = fields_update(card)
     if update:
         calls["contact_fields"] = update
@@ -81,7 +83,8 @@ def _timeline(card: Card, kind: str, result: dict, settings: dict) -> dict:
 def _chat(portal, card, name, context, key, settings) -> dict:
     if not card.manager_id:
         return {}
-    row = notices.record(portal, card, name, str(card.manager_id), context, notice_key(key, name), settings)
+    row = notices.record(portal, card, name, str(card.manager_id), context,
+                         notice_key(key, name), settings)
     call = notices.chat_call(row, settings)
     return dict([call]) if call else {}
 

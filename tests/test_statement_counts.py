@@ -42,6 +42,7 @@ def test_a_debit_is_at_most_ten_statements(warm):
 def test_a_card_read_is_two_statements(warm):
     count, sql = statements(lambda: warm.get(f"/api/v1/cards/{NUMBER}"))
     assert count <= 2, "\n".join(sql)
+    print(f"\n{count} statements:", *sql, sep="\n  ")
 
 
 def test_healthz_is_one_round_trip(client, app):

@@ -24,7 +24,6 @@ from peewee import DateField, DateTimeField, IntegrityError
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api import versions
 from api.ledger import idempotency, lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
@@ -75,6 +74,17 @@ def _lock(portal: Portal, number: str) -> Card:
     row = sql.row("lock_card", sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
+    return _card(row)
+
+
+def read_card(portal: Portal, number: str) -> Card | None:
+    """The card by number, unlocked, with its settings token: one statement, written out
+    (building this SELECT with the query builder cost more than running it)."""
+    row = sql.row("read_card", sql.pk(portal), number)
+    return None if row is None else _card(row)
+
+
+def _card(row: tuple) -> Card:
     card = Card(__no_default__=True)
     card.__data__ = {name: convert(v) if convert and v is not None else v
                      for (name, convert), v in zip(_CARD_FIELDS, row)}
@@ -83,8 +93,7 @@ def _lock(portal: Portal, number: str) -> Card:
 
 
 def _rules(card: Card):
-    return versions.cached("rules", card.portal_id, card.settings_token,
-                           lambda: rules_mod.load(card.portal_id))
+    return rules_mod.for_card(card)
 
 
 def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, actor: str,

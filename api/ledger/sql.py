@@ -35,6 +35,11 @@ STATEMENTS = {
         SELECT {card_columns}, "v"."token" FROM "card" AS "c"
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    # The same row unlocked: a card read is this one statement (and cached rules).
+    "read_card": """
+        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
+        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+        WHERE "c"."portal_id" = ? AND "c"."number" = ?""",
     "credit_card": """
         UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
         WHERE "id" = ?""",
