@@ -15,6 +15,7 @@ import click
 from flask.cli import AppGroup
 from flask import current_app, g, request
 
+from api import keycache
 from api.clock import utcnow
 from api.db import connection
 from api.errors import ApiError
@@ -62,9 +63,7 @@ def require_api_key() -> None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthorized", "An Authorization: Bearer <API key> header is required.")
-    row = (ApiKey.select(ApiKey, Portal).join(Portal)
-           .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
-           .first())
+    row = keycache.lookup(hash_key(key.strip()))  # cached per process for seconds
     # The lookup is by hash; compare again in constant time so timing tells nothing.
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
         raise ApiError(401, "unauthorized", "The API key is unknown or revoked.")
@@ -115,6 +114,7 @@ def revoke_command(prefix: str):
     with connection():
         count = (ApiKey.update(revoked_at=utcnow())
                  .where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null()).execute())
+    keycache.forget()  # this process at once, the others within keycache.KEY_CACHE_S
     click.echo(f"Revoked {count} key(s) starting with {prefix}.")
 
 
