@@ -80,7 +80,7 @@ def test_anonymised_client_leaves_no_personal_data_and_the_numbers_stay(
     assert AuditEntry.select().where(AuditEntry.action.contains("anonymise")).count() == 1
     clear = json.loads(Outbox.get(Outbox.key == f"forget:card{card.id}").calls)["clear"]
     assert clear == ["crm.contact.update", {"id": 42, "fields": {
-        "UF_CRM_LOYALTY_CARD": "", "UF_CRM_LOYALTY_BALANCE": "", "UF_CRM_LOYALTY_TIER": ""}}]
+        "UF_CRM_LOYALTY_CARD": "", "UF_CRM_LOYALTY_BAL": "", "UF_CRM_LOYALTY_TIER": ""}}]
 
 
 def test_the_phone_can_start_a_new_card(api, client_with_history, portal):
