@@ -47,8 +47,14 @@ class FakePortal:
         self.activities, self.robots, self.events = {}, {}, []
         self.fields: dict[str, dict] = {}  # UF_CRM_… -> the fields it was created with
         self.placements: list[tuple[str, str]] = []
+        self.offline_bound: list[str] = []  # events bound with event_type=offline
+        self.offline_queue: list[dict] = []  # event.offline.get records; see queue_offline
+        self._reserved: dict[str, list[dict]] = {}  # process_id -> records taken, not cleared
         self.contacts: dict[int, dict] = {}
         self.deals: dict[int, dict] = {}
+        self.product_rows: dict[int, list[dict]] = {}  # deal id -> crm.deal.productrows.get rows
+        self.products: dict[int, dict] = {}  # catalog.product.get: id, iblockSectionId, …
+        self.scopes = {"crm", "bizproc", "im", "user_brief", "placement"}
         self.calls: list[tuple[str, dict]] = []  # every method run, batch sub-commands included
         self.requests = 0  # HTTP requests to the portal
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
@@ -287,12 +293,19 @@ class FakePortal:
 
     def m_event_get(self, p):
         return self.ok([{"event": e, "handler": h, "auth_type": "0", "offline": 0}
-                        for e, h in self.events])
+                        for e, h in self.events]
+                       + [{"event": e, "handler": "", "auth_type": "0", "offline": 1}
+                          for e in self.offline_bound])
 
     def m_event_bind(self, p):
         event = str(p.get("event") or "").upper()
         if event not in KNOWN_EVENTS:
             return self.refuse("ERROR_EVENT_NOT_FOUND", "Event not found")
+        if p.get("event_type") == "offline":  # no handler: the portal keeps a queue
+            if event in self.offline_bound:
+                return self.refuse("ERROR_CORE", "Unable to set event handler: Handler already binded")
+            self.offline_bound.append(event)
+            return self.ok(True)
         if not _handler_ok(p.get("handler")):
             return self.refuse("ERROR_WRONG_HANDLER_URL", "Wrong handler URL")
         if (event, p["handler"]) in self.events:
@@ -372,6 +385,24 @@ class FakePortal:
     def m_crm_deal_get(self, p):
         return self._crm_get(self.deals, p)
 
+    def m_crm_deal_productrows_get(self, p):
+        # crm.deal.productrows.get: `id` required; an unknown deal is "Not found".
+        if not str(p.get("id") or "").isdigit():
+            return 400, {"error": "", "error_description": "The parameter id is invalid or not defined."}
+        deal = self.deals.get(int(p["id"]))
+        if deal is None:
+            return 400, {"error": "", "error_description": "Not found"}
+        return self.ok(self.product_rows.get(int(p["id"]), []))
+
+    def m_catalog_product_get(self, p):
+        # catalog.product.get needs the `catalog` scope; an unknown id is "product does not exist."
+        if "catalog" not in self.scopes:
+            return 401, {"error": "insufficient_scope", "error_description": ""}
+        product = self.products.get(int(p.get("id") or 0))
+        if product is None:
+            return 400, {"error": "", "error_description": "product does not exist."}
+        return self.ok({"product": product})
+
     def m_crm_contact_update(self, p):
         if not isinstance(p.get("fields"), dict):
             return self.refuse("", "Parameter 'fields' must be array.")
@@ -406,6 +437,40 @@ class FakePortal:
             return self.refuse("INVALID_ARG_VALUE", "Empty comment")
         self._next_id += 1
         return self.ok(self._next_id)
+
+    def m_event_offline_get(self, p):
+        """clear=0 reserves the records under a process_id until event.offline.clear;
+        asking again with that process_id hands the unconfirmed ones back."""
+        limit = int(p.get("limit") or 50)
+        pid = p.get("process_id") or f"proc{len(self._reserved) + 1}"
+        taken = list(self._reserved.get(pid, []))
+        while self.offline_queue and len(taken) < limit:
+            taken.append(self.offline_queue.pop(0))
+        if str(p.get("clear", "1")) == "0":
+            self._reserved[pid] = taken
+        return self.ok({"process_id": pid if str(p.get("clear", "1")) == "0" else None,
+                        "events": taken})
+
+    def m_event_offline_clear(self, p):
+        if not p.get("process_id"):
+            return 400, {"error": "", "error_description": "Process id is empty"}
+        ids = {str(i) for i in p.get("id") or []}
+        kept = [r for r in self._reserved.get(p["process_id"], []) if ids and r["ID"] not in ids]
+        self._reserved[p["process_id"]] = kept
+        return self.ok(True)
+
+    def m_crm_duplicate_findbycomm(self, p):
+        if p.get("type") not in ("PHONE", "EMAIL"):
+            return 400, {"error": "Communication type is not defined",
+                         "error_description": "Parameter 'type' is required."}
+        if not p.get("values") or len(p["values"]) > 20:
+            return 400, {"error": "Communication values is not defined",
+                         "error_description": "Parameter 'values' is required."}
+        wanted = {re.sub(r"\D", "", v)[-10:] for v in p["values"]}
+        found = sorted(int(cid) for cid, c in self.contacts.items()
+                       if any(re.sub(r"\D", "", ph.get("VALUE", ""))[-10:] in wanted
+                              for ph in c.get("PHONE") or []))
+        return self.ok({"CONTACT": found} if found else [])  # PHP: an empty map is []
 
     def m_bizproc_event_send(self, p):
         if not p.get("EVENT_TOKEN"):
@@ -445,6 +510,18 @@ class FakePortal:
         return self.ok(self._next_id)
 
     # -- helpers for tests ---------------------------------------------------------------------
+    def queue_offline(self, event: str, entity_id: int):
+        """What the portal records while we are down: one record per event and object (the
+        queue keeps the latest change, not each one)."""
+        if event not in self.offline_bound:
+            return
+        self.offline_queue = [r for r in self.offline_queue
+                              if (r["EVENT_NAME"], r["EVENT_DATA"]["FIELDS"]["ID"]) != (event, entity_id)]
+        self._next_id += 1
+        self.offline_queue.append({"ID": str(self._next_id), "TIMESTAMP_X": "2026-03-01T12:00:00+03:00",
+                                   "EVENT_NAME": event, "EVENT_DATA": {"FIELDS": {"ID": entity_id}},
+                                   "EVENT_ADDITIONAL": {}, "MESSAGE_ID": f"m{self._next_id}"})
+
     def sent(self, method):
         return [params for name, params in self.calls if name == method]
 
