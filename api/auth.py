@@ -61,7 +61,8 @@ def require_api_key() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthorized", "An Authorization: Bearer <API key> header is required.")
+        raise ApiError(401, "unauthorized",
+                       "An Authorization: Bearer <API key> header is required.")
     row = (ApiKey.select(ApiKey, Portal).join(Portal)
            .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
            .first())
