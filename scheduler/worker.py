@@ -25,7 +25,7 @@ from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
 from notifications import delivery
-from scheduler import daily, sync
+from scheduler import daily, offline, reconcile, sync
 from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
@@ -63,6 +63,7 @@ class Worker:
             sent = deliver_due(self.settings, now=now, session=session)
             delivery.deliver_due(self.app.config, now=now, session=session)
             webhook_sender.deliver_due(self.app.config, now=now)
+            offline.tick(self.settings, now=now, session=session)  # lost events, merges
             sync.process_contact_events(self.settings, now=now, session=session)
         return runs, sent
 
@@ -78,6 +79,7 @@ class Worker:
 
     def contact_events(self) -> None:
         with connection():
+            offline.tick(self.settings)  # events kept while we were down, merges, deletes
             sync.process_contact_events(self.settings)
 
     def daily(self, now: datetime | None = None) -> list[str]:
@@ -87,6 +89,7 @@ class Worker:
     def nightly_sync(self) -> None:
         with connection():
             sync.sync_all(self.settings, progress=log.info)
+            reconcile.reconcile_all(self.settings)  # then our fields on every contact
 
     def holds_lock(self) -> bool:
         with self._lease_guard, connection():

@@ -21,6 +21,7 @@ PAGE_MAX = 200
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Where Bitrix24 itself calls us (events, activities, install): not a staff action.
 SKIPPED_PREFIXES = ("/b24/events", "/b24/activities", "/b24/install")
+SKIPPED_RULES = ("/b24/app",)  # opening the app in its frame: a redirect that changes nothing
 
 
 def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
@@ -87,8 +88,9 @@ def as_dict(row: AuditEntry) -> dict:
 def _after_request(response):
     from flask import g, request
 
-    if request.method not in WRITE_METHODS or response.status_code >= 400 \
-            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None:
+    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code) \
+            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
+            or request.url_rule.rule in SKIPPED_RULES:
         return response
     portal = getattr(g, "portal", None)
     if portal is None or getattr(g, "audit_recorded", False):
@@ -103,6 +105,12 @@ def _after_request(response):
     except Exception:  # the action is done; a failed trail line must not turn it into a 500
         log.exception("audit record failed for %s %s", request.method, request.url_rule.rule)
     return response
+
+
+def _changed(path: str, status: int) -> bool:
+    """The API answers a write with 2xx. The app's pages answer a POST that only asks
+    for confirmation with 200 and a done write with a redirect (post/redirect/get)."""
+    return 200 <= status < 300 if path.startswith("/api/") else 300 <= status < 400
 
 
 def _request_actor(g) -> str:

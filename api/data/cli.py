@@ -165,6 +165,27 @@ def audit_command(member_id: str, action: str | None, output: str | None):
     _say(f"Exported {count:,} audit entries.")
 
 
+@data_cli.command("reconcile", help="Compare our card, balance and tier with every contact; repair.")
+@click.option("--portal", "member_id", required=True)
+def reconcile_command(member_id: str):
+    from flask import current_app
+
+    from activities.b24client import B24Error
+    from activities.portals import B24Settings
+    from scheduler import reconcile
+
+    with connection():
+        try:
+            report = reconcile.reconcile(_portal(member_id),
+                                         B24Settings.from_config(current_app.config),
+                                         actor=audit.cli_actor())
+        except B24Error as exc:
+            raise click.ClickException(f"Bitrix24 refused: {exc.code} {exc.description}")
+    click.echo(f"Reconciled: {report.summary()}; repairs go out with the outbox.")
+    for line in report.lines:
+        click.echo(f"  {line}")
+
+
 def init_app(app) -> None:
     app.cli.add_command(data_cli)
     audit.init_app(app)

@@ -111,7 +111,7 @@ class LoyaltyApi(Api):
 
 def register(app) -> None:
     from api.views import (cards, client, client_site, data, docs, health, notifications,
-                           operations, rules, webhooks)
+                           operations, product_rules, rules, webhooks)
 
     api = LoyaltyApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer",
@@ -121,7 +121,7 @@ def register(app) -> None:
     # ERROR_SCHEMA registers the "ErrorResponse" component that `fails` refers to.
     api.ma_plugin.converter.add_attribute_function(_money_properties)
     for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks):
+                   webhooks, product_rules):
         api.register_blueprint(module.bp)
     _complete_errors(api.spec._paths)
     app.register_blueprint(docs.bp)

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api import schemas
 from api.auth import require_api_key
-from api.data import audit, csvout, exports, forget
+from api.data import audit, csvout, exports, forget, merges
 from api.db import connection
 from api.jsonio import ApiBlueprint
 
@@ -58,6 +58,11 @@ class AuditPage(schemas.Page):
 
 class Forget(schemas.StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(1, forget.REASON_MAX_LEN))
+
+
+class MergeInto(schemas.StrictSchema):
+    into = fields.String(required=True, validate=validate.Length(1, 40),
+                         metadata={"description": "phone or number of the card that remains"})
 
 
 class Forgotten(Schema):
@@ -130,3 +135,16 @@ def anonymise(data, number):
     card = forget.anonymise(g.portal, card_number(number), actor=g.actor, reason=data["reason"],
                             source=request.remote_addr)
     return {"card": card.number, "status": card.status}
+
+
+@bp.route("/cards/<number>/merge", methods=["POST"])
+@bp.arguments(MergeInto)
+@bp.response(200, schemas.Card)
+def merge(data, number):
+    """Close this card into another: balance (lot by lot, expiry kept) and purchases move
+    as `transfer` entries; this card is closed and points to the other. Once per pair."""
+    from api.ledger.cards import find_by_phone
+    from api.views.cards import present
+
+    source, target = find_by_phone(g.portal, number), find_by_phone(g.portal, data["into"])
+    return present(merges.merge_cards(g.portal, source, target, actor=g.actor))
