@@ -20,6 +20,8 @@ from activities.definitions import ACTIVITIES, ROBOT_SUFFIX, descriptor
 from activities.portals import B24Settings
 
 EVENTS = ("ONAPPINSTALL", "ONAPPUNINSTALL", "ONCRMCONTACTUPDATE")
+# Also queued in the portal while we are down (no handler; scheduler.offline drains them).
+OFFLINE_EVENTS = ("ONCRMCONTACTUPDATE", "ONCRMCONTACTDELETE")
 # Bound by earlier versions and unbound now: ONCRMDEALUPDATE was stored and never read
 # (won deals are accrued by the workflow's own loyalty_bonus_accrue action).
 RETIRED_EVENTS = ("ONCRMDEALUPDATE",)
@@ -46,6 +48,7 @@ class Report:
     errors: dict[str, str] = field(default_factory=dict)  # write key -> the portal's text
     user_id: int | None = None
     names: dict[str, str] = field(default_factory=dict)  # write key -> what it registers
+    offline: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -68,12 +71,14 @@ class Report:
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.bound)} events "
                 f"bound, {len(self.placements)} tabs bound, {len(self.fields_created)} contact "
-                f"fields created, {len(self.errors)} errors")
+                f"fields created, {len(self.errors)} errors"
+                + (f", {len(self.offline)} offline event queues bound" if self.offline else ""))
 
     def _drop(self, key: str) -> None:
         """A refused write is not counted as done."""
         name = self.names.get(key)
-        for done in (self.added, self.updated, self.bound, self.placements, self.fields_created):
+        for done in (self.added, self.updated, self.bound, self.placements, self.fields_created,
+                     self.offline):
             if name in done:
                 done.remove(name)
 
@@ -105,7 +110,8 @@ def _read_state(client: B24Client) -> dict:
         "user_id": int(result.result("me")["ID"]),
         "activities": set(result.result("activities") or []),
         "robots": set(result.result("robots") or []),
-        "events": {(e.get("event", "").upper(), e.get("handler")) for e in events},
+        "events": {(e.get("event", "").upper(),
+                    "offline" if str(e.get("offline")) == "1" else e.get("handler")) for e in events},
         "placements": {(p.get("placement"), p.get("handler"))
                        for p in result.result("placements") or []},
         "fields": {name for name, _, _ in USER_FIELDS if result.result(f"uf_{name}")},
@@ -144,6 +150,11 @@ def _event_writes(seen: dict, settings: B24Settings, report: Report) -> dict:
         if (event, handler) in seen["events"]:
             writes[f"unbind_{event}"] = ("event.unbind", {"event": event, "handler": handler})
             report.names[f"unbind_{event}"] = event
+    for event in OFFLINE_EVENTS:
+        if (event, "offline") not in seen["events"]:
+            writes[f"offline_{event}"] = ("event.bind", {"event": event, "event_type": "offline"})
+            report.offline.append(f"{event} (offline)")
+            report.names[f"offline_{event}"] = f"{event} (offline)"
     return writes
 
 

@@ -9,9 +9,10 @@ the base template `pages/base.html` and `pages/static/app.css`, `app.js`.
 
 def init_app(app) -> None:
     """Registers the pages' blueprints and the HTML error page of PageError."""
-    from pages import clients, health, home, newcard, notices, numbers, rules, tabs, web
+    from pages import clients, data, health, home, newcard, notices, numbers, rules, tabs, web
     from pages.frame import PageError
 
-    for module in (home, rules, notices, clients, newcard, health, tabs, numbers):
+    for module in (home, rules, notices, clients, newcard, health, tabs, numbers, data):
         app.register_blueprint(module.bp)
     app.register_error_handler(PageError, web.error_page)
+    app.wsgi_app = web.NavAsGet(app.wsgi_app)

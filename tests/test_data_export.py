@@ -6,6 +6,8 @@ import csv
 import io
 
 from api.data import exports
+from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
+
 from api.models import AuditEntry
 
 
@@ -100,3 +102,34 @@ def test_api_writes_are_in_the_audit_trail_without_phones(api):
 def test_audit_query_is_validated(api):
     response = api.get("/api/v1/audit?per_page=100000")
     assert response.status_code == 422 and "per_page" in response.json["error"]["fields"]
+
+
+def test_a_page_action_is_recorded_but_its_confirmation_is_not(installed, b24p, admin):
+    from test_pages import text
+    from test_pages_clients import form_key
+
+    from api.ledger import cards
+
+    cards.create_card(installed, {"phone": "+79161234567", "last_name": "Петрова",
+                                  "first_name": "Анна", "client_category": "Врач"}, actor="t")
+    key = form_key(text(admin.get("/b24/app/clients/79161234567")))
+    form = {"amount": "100", "reason": "Подарок", "key": key}
+    admin.post("/b24/app/clients/79161234567/adjust", form)  # the confirmation page
+    assert not AuditEntry.select().exists()
+    admin.post("/b24/app/clients/79161234567/adjust", {**form, "confirmed": "1"})
+    row = AuditEntry.get()
+    assert row.action == "POST /b24/app/clients/<number>/adjust"
+    assert row.actor.startswith("b24:user_1") and row.target.startswith("card:")
+
+
+def test_merge_through_the_api_moves_the_balance_once(api):
+    a = api.new_card(phone="+79161111111")["number"]
+    b = api.new_card(phone="+79162222222")["number"]
+    api.op(a, "adjustments", {"amount": "50", "reason": "старт"})
+    for _ in range(2):
+        response = api.post(f"/api/v1/cards/{a}/merge", json={"into": b})
+        assert response.status_code == 200, response.json
+        assert response.json["number"] == b and response.json["balance"] == "50.00"
+    assert api.post(f"/api/v1/cards/{b}/merge", json={"into": b}).status_code == 409
+    assert api.post(f"/api/v1/cards/{b}/merge", json={}).status_code == 422
+    assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1

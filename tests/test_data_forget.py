@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 from peewee import CharField, TextField
 
-from activities.contacts import fields_update
+from activities.contacts import UF_BALANCE, UF_CARD, UF_TIER, fields_update
 from api import kpis
 from api.ledger import cards
 from api.models import (ALL_TABLES, AuditEntry, Card, Contact, Entry, Notification, Operation,
@@ -80,7 +80,7 @@ def test_anonymised_client_leaves_no_personal_data_and_the_numbers_stay(
     assert AuditEntry.select().where(AuditEntry.action.contains("anonymise")).count() == 1
     clear = json.loads(Outbox.get(Outbox.key == f"forget:card{card.id}").calls)["clear"]
     assert clear == ["crm.contact.update", {"id": 42, "fields": {
-        "UF_CRM_LOYALTY_CARD": "", "UF_CRM_LOYALTY_BALANCE": "", "UF_CRM_LOYALTY_TIER": ""}}]
+        UF_CARD: "", UF_BALANCE: "", UF_TIER: ""}}]
 
 
 def test_the_phone_can_start_a_new_card(api, client_with_history, portal):

@@ -146,3 +146,24 @@ def test_cli_dry_run_then_apply_with_a_report(runner, crm, tmp_path):
     assert result.exit_code == 0, result.output
     assert "applied" in result.output and "1 created" in result.output
     assert AuditEntry.get(AuditEntry.action == "data.import").actor.startswith("cli")
+
+
+def test_imported_cards_write_our_fields_to_their_contacts(crm):
+    import json
+
+    from activities.contacts import UF_BALANCE
+    from api.models import Outbox
+
+    crm.client_endpoint = "https://a.bitrix24.ru/rest/"
+    crm.status = "active"
+    crm.save()
+    Contact.create(portal=crm, contact_id=77, phone="79161111111")
+    run(crm, csv_bytes(), apply=True)
+    card = Card.get(Card.number == "79161111111")
+    assert card.contact_id == 77  # matched to the contact by phone
+    [row] = list(Outbox.select())
+    call = json.loads(row.calls)[f"c{card.id}"]
+    assert call[0] == "crm.contact.update" and call[1]["id"] == 77
+    assert call[1]["fields"][UF_BALANCE] == "1500.50"
+    run(crm, csv_bytes(), apply=True)
+    assert Outbox.select().count() == 1  # unchanged lines write nothing

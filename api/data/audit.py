@@ -21,6 +21,7 @@ PAGE_MAX = 200
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Where Bitrix24 itself calls us (events, activities, install): not a staff action.
 SKIPPED_PREFIXES = ("/b24/events", "/b24/activities", "/b24/install")
+SKIPPED_RULES = ("/b24/app",)  # opening the app in its frame: a redirect that changes nothing
 
 
 def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
@@ -87,8 +88,9 @@ def as_dict(row: AuditEntry) -> dict:
 def _after_request(response):
     from flask import g, request
 
-    if request.method not in WRITE_METHODS or response.status_code >= 400 \
-            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None:
+    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code) \
+            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
+            or request.url_rule.rule in SKIPPED_RULES:
         return response
     portal = getattr(g, "portal", None)
     if portal is None or getattr(g, "audit_recorded", False):
@@ -105,6 +107,12 @@ def _after_request(response):
     return response
 
 
+def _changed(path: str, status: int) -> bool:
+    """The API answers a write with 2xx. The app's pages answer a POST that only asks
+    for confirmation with 200 and a done write with a redirect (post/redirect/get)."""
+    return 200 <= status < 300 if path.startswith("/api/") else 300 <= status < 400
+
+
 def _request_actor(g) -> str:
     actor = getattr(g, "actor", None)
     viewer = getattr(g, "viewer", None)
@@ -115,6 +123,10 @@ def _request_actor(g) -> str:
 
 def _request_target(portal: Portal, view_args: dict) -> str | None:
     """A card by its id, never by its number (the number is the client's phone)."""
+    from flask import g
+
+    if getattr(g, "card_id", None) is not None:  # the card the operation held (api.views)
+        return card_target(g.card_id)
     number = view_args.get("number")
     if number is None:
         card_id = view_args.get("card_id")

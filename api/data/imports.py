@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import BinaryIO, Callable
 
+from activities.contacts import fields_update
 from api.clock import utcnow
 from api.data.csvsource import Dialect, open_rows
 from api.db import db
@@ -32,8 +33,10 @@ from api.ledger.money import MoneyError, format_kop, parse_kop
 from api.ledger.operations import IMPORT, lock_card, post
 from api.ledger.phones import PhoneError, is_mobile, normalize
 from api.models import Card, Contact, Entry, Portal
+from api.outbox import enqueue
 
 CHUNK_ROWS = 500
+BATCH_CALLS = 50  # one outbox row is one Bitrix24 batch
 PROGRESS_EVERY = 10_000
 REFUSALS_KEPT = 200  # kept for the summary on screen; the CSV report has every line
 CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
@@ -294,7 +297,22 @@ def _chunk(portal: Portal, lines: list[Line], rules, apply: bool, actor: str,
         created = _create_cards(portal, new, rules, now)
         for line, _ in new:
             _open(created[line.number], line, rules, actor, now)
+        if apply:
+            _write_fields(portal, [o.card for o, _ in done if o.status in (CREATED, UPDATED)])
     return done
+
+
+def _write_fields(portal: Portal, numbers: list[str]) -> None:
+    """Our fields (card, balance, tier) onto the contacts of the cards written, 50 to an
+    outbox row (one batch); the key is the first card's, unique as cards are imported once."""
+    if not numbers or portal.status != "active" or not portal.client_endpoint:
+        return
+    cards = list(Card.select().where((Card.portal == portal) & Card.number.in_(numbers)
+                                     & Card.contact_id.is_null(False)).order_by(Card.id))
+    for start in range(0, len(cards), BATCH_CALLS):
+        group = cards[start:start + BATCH_CALLS]
+        enqueue(portal, f"import:fields:card{group[0].id}:{len(group)}",
+                {f"c{card.id}": fields_update(card) for card in group})
 
 
 # --- the whole file ---------------------------------------------------------------------------
@@ -304,39 +322,44 @@ def run(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
         on_outcome: Callable[[Outcome], None] | None = None,
         progress: Callable[[str], None] | None = None) -> Report:
     """Read the CSV once; return the report (every line also goes to `on_outcome`)."""
-    now = now or utcnow()
-    rules, known = rules_mod.load(portal), known_categories(portal, categories)
-    dialect, rows = open_rows(stream)
-    report, seen, pending = Report(dialect, apply), {}, []
-
-    def flush():
-        for outcome, brings in _chunk(portal, pending, rules, apply, actor, now):
-            _emit(report, outcome, on_outcome, brings)
-        pending.clear()
-
-    for number, raw in rows:
-        parsed = parse_line(number, raw, rules, known, now.date())
-        if isinstance(parsed, Outcome):
-            _emit(report, parsed, on_outcome)
-        elif parsed.number in seen:
-            _emit(report, _refused(number, parsed.number, "duplicate_phone",
-                                   f"Этот телефон уже был в строке {seen[parsed.number]}."),
-                  on_outcome)
-        else:
-            seen[parsed.number] = number
-            pending.append(parsed)
-            if len(pending) >= CHUNK_ROWS:
-                flush()
-        if progress and number % PROGRESS_EVERY == 0:
-            progress(f"{report.lines + len(pending):,} lines read…")
-    flush()
+    dialect, outcomes = outcomes_of(portal, stream, apply=apply, actor=actor,
+                                    categories=categories, now=now, progress=progress)
+    report = Report(dialect, apply)
+    for outcome, brings in outcomes:
+        report.add(outcome, brings)
+        if on_outcome is not None:
+            on_outcome(outcome)
     return report
 
 
-def _emit(report: Report, outcome: Outcome, on_outcome, brings: int = 0) -> None:
-    report.add(outcome, brings)
-    if on_outcome is not None:
-        on_outcome(outcome)
+def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
+                categories: list[str] | None = None, now: datetime | None = None,
+                progress: Callable[[str], None] | None = None):
+    """The file's dialect, and its lines' (outcome, balance it brings) one chunk at a time."""
+    now = now or utcnow()
+    rules, known = rules_mod.load(portal), known_categories(portal, categories)
+    dialect, rows = open_rows(stream)
+
+    def outcomes():
+        seen, pending, lines = {}, [], 0
+        for number, raw in rows:
+            lines += 1
+            parsed = parse_line(number, raw, rules, known, now.date())
+            if isinstance(parsed, Outcome):
+                yield parsed, 0
+            elif parsed.number in seen:
+                yield _refused(number, parsed.number, "duplicate_phone",
+                               f"Этот телефон уже был в строке {seen[parsed.number]}."), 0
+            else:
+                seen[parsed.number] = number
+                pending.append(parsed)
+                if len(pending) >= CHUNK_ROWS:
+                    yield from _chunk(portal, pending, rules, apply, actor, now)
+                    pending.clear()
+            if progress and lines % PROGRESS_EVERY == 0:
+                progress(f"{lines:,} lines read…")
+        yield from _chunk(portal, pending, rules, apply, actor, now)
+    return dialect, outcomes()
 
 
 REPORT_HEADER = ("line", "phone", "status", "status_ru", "reason_code", "reason", "card")

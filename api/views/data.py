@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from flask import Response, g, request, stream_with_context
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api import schemas
 from api.auth import require_api_key
-from api.data import audit, csvout, exports, forget
+from api.data import audit, csvout, exports, forget, merges
 from api.db import connection
+from api.jsonio import ApiBlueprint
 
-bp = Blueprint("data", __name__, url_prefix="/api/v1", description="Exports, audit trail, forgetting a client")
+bp = ApiBlueprint("data", __name__, url_prefix="/api/v1", description="Exports, audit trail, forgetting a client")
 bp.before_request(require_api_key)
+bp.required_scope = "admin"  # api.auth: settings and bulk personal data
 PERIOD_DAYS_MAX = 3660
 AUDIT_CSV_MAX = 1_000_000
 
@@ -57,6 +58,11 @@ class AuditPage(schemas.Page):
 
 class Forget(schemas.StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(1, forget.REASON_MAX_LEN))
+
+
+class MergeInto(schemas.StrictSchema):
+    into = fields.String(required=True, validate=validate.Length(1, 40),
+                         metadata={"description": "phone or number of the card that remains"})
 
 
 class Forgotten(Schema):
@@ -129,3 +135,16 @@ def anonymise(data, number):
     card = forget.anonymise(g.portal, card_number(number), actor=g.actor, reason=data["reason"],
                             source=request.remote_addr)
     return {"card": card.number, "status": card.status}
+
+
+@bp.route("/cards/<number>/merge", methods=["POST"])
+@bp.arguments(MergeInto)
+@bp.response(200, schemas.Card)
+def merge(data, number):
+    """Close this card into another: balance (lot by lot, expiry kept) and purchases move
+    as `transfer` entries; this card is closed and points to the other. Once per pair."""
+    from api.ledger.cards import find_by_phone
+    from api.views.cards import present
+
+    source, target = find_by_phone(g.portal, number), find_by_phone(g.portal, data["into"])
+    return present(merges.merge_cards(g.portal, source, target, actor=g.actor))
