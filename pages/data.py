@@ -94,8 +94,12 @@ def _dry_run(digest: str, categories: list[str]):
                                  categories=categories)
         except SourceError as exc:
             raise PageError(422, str(exc))
-    return web.render("data.html", active="data", trail=[], report=report, digest=digest,
-                      categories=", ".join(categories), start=date.today(), end=date.today())
+    joined = ", ".join(categories)
+    return web.render("data.html", active="data", trail=[], report=report,
+                      apply_url=web.page_url("pages_data.apply", digest=digest),
+                      report_url=web.page_url("pages_data.report_csv", digest=digest,
+                                              categories=joined),
+                      hidden={"categories": joined}, start=date.today(), end=date.today())
 
 
 @bp.route("/import/<digest>/apply", methods=["POST"])
@@ -137,6 +141,49 @@ def report_csv(digest: str):
 def _csv(name: str, header, rows) -> Response:
     return Response(stream_with_context(csvout.pieces(header, rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _crm_run(field: str, categories: list[str], apply: bool):
+    from activities.b24client import B24Error
+    from scheduler import crm_import
+
+    try:
+        return crm_import.run(g.portal, web.b24_settings(), field, apply=apply,
+                              actor=g.viewer.actor, categories=categories,
+                              session=current_app.extensions.get("b24_session"))
+    except LedgerError as exc:
+        raise PageError(422, exc.message)
+    except B24Error as exc:
+        raise PageError(502, f"Битрикс24 не ответил: {exc.code} {exc.description}")
+
+
+@bp.route("/import-crm", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def import_crm():
+    """A numeric contact field as the source: the dry run over every contact."""
+    field, categories = web.form_text("field", 64), _categories()
+    report = _crm_run(field, categories, apply=False)
+    return web.render("data.html", active="data", trail=[], report=report,
+                      apply_url=web.page_url("pages_data.apply_crm"), report_url=None,
+                      hidden={"field": field, "categories": ", ".join(categories)},
+                      start=date.today(), end=date.today())
+
+
+@bp.route("/import-crm/apply", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def apply_crm():
+    field, categories = web.form_text("field", 64), _categories()
+    if not web.confirmed():
+        return web.confirm("Импорт баллов из поля контакта", [("Поле", field)],
+                           web.page_url("pages_data.apply_crm"),
+                           {"field": field, "categories": ", ".join(categories)},
+                           web.page_url("pages_data.show"))
+    report = _crm_run(field, categories, apply=True)
+    audit.record(g.portal, g.viewer.actor, "data.import", source=request.remote_addr,
+                 details={"field": field, "counts": dict(report.counts)})
+    return web.redirect_to("pages_data.show", "imported", detail=report.summary())
 
 
 @bp.route("/reconcile", methods=["POST"])

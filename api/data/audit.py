@@ -32,7 +32,7 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
     if has_request_context():
         g.audit_recorded = True  # the request hook then does not record it a second time
     return AuditEntry.create(
-        portal=portal, actor=(actor or "unknown")[:200], action=action[:100],
+        portal=portal, actor=with_key_label(actor or "unknown")[:200], action=action[:100],
         target=target[:100] if target else None, source=(source or "")[:100] or None,
         details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
         created_at=now or utcnow())
@@ -119,6 +119,16 @@ def _request_actor(g) -> str:
     if actor is None and viewer is not None:
         actor = viewer.actor  # a Bitrix24 user in the app's pages
     return actor or "unknown"
+
+
+def with_key_label(actor: str) -> str:
+    """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is."""
+    from api.models import ApiKey
+
+    if not actor.startswith("api:"):
+        return actor
+    key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
+    return f"{actor} ({key.label})" if key is not None and key.label else actor
 
 
 def _request_target(portal: Portal, view_args: dict) -> str | None:

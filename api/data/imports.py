@@ -67,6 +67,7 @@ class Line:
     balance_kop: int
     purchases_kop: int
     expiry: date | None
+    contact_id: int | None = None  # known when the line is a Bitrix24 contact
 
 
 @dataclass
@@ -128,7 +129,9 @@ def parse_line(line: int, raw: dict, rules, known: dict | None, today: date) -> 
         return _refused(line, phone, "invalid_value", "Отрицательная сумма покупок.")
     if expiry is not None and expiry <= today:
         return _refused(line, phone, "invalid_value", "Срок действия бонусов уже прошёл.")
-    return Line(line, number, profile, balance, purchases, expiry)
+    contact = str(raw.get("contact_id") or "")
+    return Line(line, number, profile, balance, purchases, expiry,
+                int(contact) if contact.isdigit() else None)
 
 
 class UnknownCategory(ValueError):
@@ -214,7 +217,8 @@ def _plan(line: Line, state: _State) -> tuple[Outcome, int | None, dict]:
     """(outcome, contact id for a new card, profile fields to fill on an existing one)."""
     card = state.cards.get(line.number)
     if card is None:
-        ids = state.contacts.get(line.number, [])
+        ids = sorted({*state.contacts.get(line.number, []), *([line.contact_id] if line.contact_id
+                                                              else [])})
         if len(ids) > 1:
             return _refused(line.line, line.number, "two_contacts",
                             "Этот телефон у нескольких контактов Битрикс24: "
@@ -324,6 +328,11 @@ def run(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
     """Read the CSV once; return the report (every line also goes to `on_outcome`)."""
     dialect, outcomes = outcomes_of(portal, stream, apply=apply, actor=actor,
                                     categories=categories, now=now, progress=progress)
+    return report_of(dialect, apply, outcomes, on_outcome)
+
+
+def report_of(dialect, apply: bool, outcomes, on_outcome=None) -> Report:
+    """Sum the outcomes up (the dialect, or any source with a describe(), heads it)."""
     report = Report(dialect, apply)
     for outcome, brings in outcomes:
         report.add(outcome, brings)
@@ -336,9 +345,17 @@ def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
                 categories: list[str] | None = None, now: datetime | None = None,
                 progress: Callable[[str], None] | None = None):
     """The file's dialect, and its lines' (outcome, balance it brings) one chunk at a time."""
+    dialect, rows = open_rows(stream)
+    return dialect, line_outcomes(portal, rows, apply=apply, actor=actor, categories=categories,
+                                  now=now, progress=progress)
+
+
+def line_outcomes(portal: Portal, rows, *, apply: bool, actor: str,
+                  categories: list[str] | None = None, now: datetime | None = None,
+                  progress: Callable[[str], None] | None = None):
+    """(outcome, balance it brings) of each (line number, {field: text}) of any source."""
     now = now or utcnow()
     rules, known = rules_mod.load(portal), known_categories(portal, categories)
-    dialect, rows = open_rows(stream)
 
     def outcomes():
         seen, pending, lines = {}, [], 0
@@ -359,7 +376,7 @@ def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
             if progress and lines % PROGRESS_EVERY == 0:
                 progress(f"{lines:,} lines read…")
         yield from _chunk(portal, pending, rules, apply, actor, now)
-    return dialect, outcomes()
+    return outcomes()
 
 
 REPORT_HEADER = ("line", "phone", "status", "status_ru", "reason_code", "reason", "card")
