@@ -13,7 +13,7 @@ import re
 import time
 from datetime import date, timedelta
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request, stream_template, stream_with_context
 
 from api.data import audit, csvout, exports, forget, imports, merges
 from api.data.csvsource import SourceError
@@ -26,6 +26,7 @@ bp = web.blueprint("pages_data", __name__, url_prefix="/b24/app/data")
 UPLOAD_MAX_BYTES = 50 * 1024 * 1024  # about 500,000 lines
 AUDIT_SHOWN = 50
 KEEP_S = 24 * 3600
+PROGRESS_LINES = 5_000
 DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -112,13 +113,25 @@ def apply(digest: str):
                            web.page_url("pages_data.apply", digest=digest),
                            {"categories": ", ".join(categories)}, web.page_url("pages_data.show"))
     path = _path(digest)
-    with open(path, "rb") as source:
-        report = imports.run(g.portal, source, apply=True, actor=g.viewer.actor,
-                             categories=categories)
-    os.remove(path)  # applied: the personal data it holds is in the cards now, not in a file
-    audit.record(g.portal, g.viewer.actor, "data.import", source=request.remote_addr,
-                 details={"file": digest[:12], "counts": dict(report.counts)})
-    return web.redirect_to("pages_data.show", "imported", detail=report.summary())
+    # A long import shows its progress as it goes: the page is streamed, a line per
+    # PROGRESS_LINES lines of the file; reloading it finds the file gone (applied).
+    return stream_template("pages/data_progress.html", active="data",
+                           progress=_applying(g.portal, path, digest, g.viewer.actor, categories))
+
+
+def _applying(portal, path: str, digest: str, actor: str, categories: list[str]):
+    with connection(), open(path, "rb") as source:
+        dialect, outcomes = imports.outcomes_of(portal, source, apply=True, actor=actor,
+                                                categories=categories)
+        report = imports.Report(dialect, True)
+        for outcome, brings in outcomes:
+            report.add(outcome, brings)
+            if report.lines % PROGRESS_LINES == 0:
+                yield f"{report.lines:,} строк обработано…"
+        os.remove(path)  # applied: the personal data it held is in the cards now
+        audit.record(portal, actor, "data.import", source=request.remote_addr,
+                     details={"file": digest[:12], "counts": dict(report.counts)})
+    yield "Импорт выполнен. " + report.summary()
 
 
 @bp.route("/import/<digest>/report.csv", methods=["GET"])
