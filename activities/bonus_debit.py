@@ -1,7 +1,7 @@
 """loyalty_bonus_debit: spend bonuses only when the balance covers them."""
 from __future__ import annotations
 
-from activities import lookup
+from activities import lookup, product_rows
 from activities.forms import FormError
 from activities.runtime import Reply, RunContext
 from api.ledger import operations
@@ -14,7 +14,8 @@ from notifications.followup import follow_up
 def read(ctx: RunContext) -> dict:
     if ctx.kop("Amount") is None:
         raise FormError("Amount", "Не указано, сколько бонусов списать")
-    return lookup.card_contact(ctx)
+    deal = lookup.deal_id(ctx)
+    return {**lookup.card_contact(ctx), "payable_kop": product_rows.payable(ctx, deal) if deal else None}
 
 
 def write(ctx: RunContext, data: dict) -> Reply:
@@ -22,9 +23,17 @@ def write(ctx: RunContext, data: dict) -> Reply:
     if card is None:
         return Reply.error("У клиента нет бонусной карты", Debited="0.00", Balance="0.00")
     deal = ctx.integer("DealId") or ctx.document_id_of("DEAL")
+    amount, payable = ctx.kop("Amount"), data.get("payable_kop")
+    if payable is not None and amount > payable:
+        # The deal's products allow bonuses to pay only part of them (rules per product).
+        if not ctx.flag("AllowPartial", False) or payable == 0:
+            return Reply.error(f"По товарам сделки бонусами можно оплатить не больше "
+                               f"{format_kop(payable)}", Debited="0.00",
+                               Balance=format_kop(card.balance_kop))
+        amount = payable
     try:
         result = operations.debit(
-            ctx.portal, card.number, ctx.kop("Amount"), key=ctx.key, actor=ctx.actor,
+            ctx.portal, card.number, amount, key=ctx.key, actor=ctx.actor,
             reference=f"deal:{deal}" if deal else None, order_kop=ctx.kop("OrderAmount"),
             partial=ctx.flag("AllowPartial", False), now=ctx.now).result
     except (InsufficientBalance, MaxShareExceeded) as exc:

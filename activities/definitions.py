@@ -106,6 +106,7 @@ ACTIVITIES = [
             "Balance": prop("Баланс", "Balance", "double"),
             "Tier": prop("Уровень", "Tier"),
             "AlreadyAccrued": prop("Уже было начислено", "Already accrued", "bool"),
+            "Explanation": prop("Расчёт по товарам", "By product rules"),
         },
     ),
     Activity(

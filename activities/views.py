@@ -71,7 +71,7 @@ def admit(auth: InboundAuth, domain: str | None) -> tuple[Portal | None, Proof]:
     if portal is not None and portal.status == "active" and portal.application_token \
             and not token_matches(portal, auth.application_token):
         raise ProofError(401, "unauthorized", "Неверный application_token")
-    found = settings()
+    found = B24Settings.from_config(current_app.config)  # the proof needs no public URL
     session = current_app.extensions.get("b24_session")
     proof = prove_token(auth.access_token, auth.member_id, domain, auth.server_endpoint,
                         found.client_id, found.oauth_url, session)

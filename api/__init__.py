@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 
 from flask import Flask
 
@@ -40,10 +39,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update({k: os.environ[k] for k in FOREIGN_ENV if k in os.environ})
     else:
         app.config.update(test_config)
-    _ensure_secret_key(app)
+    from api import auth, db, errors, limits, serve
 
-    from api import auth, db, errors, serve
-
+    limits.ensure_secret_key(app)
+    limits.init_app(app)  # body size and JSON nesting limits
     db.init_app(app)
     auth.init_app(app)
     serve.init_app(app)
@@ -53,14 +52,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_data(app)
     errors.init_app(app)  # after flask-smorest, whose own HTTP error handler it replaces
     return app
-
-
-def _ensure_secret_key(app: Flask) -> None:
-    if not app.config.get("SECRET_KEY"):
-        # No default secret in code: without LOYALTY_SECRET_KEY signed links last one process.
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
-        logging.getLogger(__name__).warning(
-            "LOYALTY_SECRET_KEY is not set: using a random key for this process only.")
 
 
 def _register_bitrix24(app: Flask) -> None:
@@ -86,15 +77,7 @@ def _register_pages(app: Flask) -> None:
 
 
 def _register_api(app: Flask) -> None:
-    from flask_smorest import Api
+    from api import jsonio, views
 
-    from api.views import (cards, client, client_site, data, docs, health, notifications,
-                           operations, rules, webhooks)
-
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks):
-        api.register_blueprint(module.bp)
-    app.register_blueprint(docs.bp)
-    app.extensions["loyalty_api"] = api
+    jsonio.init_app(app)
+    views.register(app)

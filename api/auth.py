@@ -1,4 +1,10 @@
-"""Per-portal API keys: `Authorization: Bearer <key>`. Only a hash is stored."""
+"""Per-portal API keys: `Authorization: Bearer <key>`. Only a hash is stored.
+
+A key has scopes: `read` (cards, history, rules), `write` (issue and block cards, money
+movements), `admin` (rules, notification settings, webhooks, the client site, exports and
+the audit trail). A view needs `read` for GET and `write` otherwise unless it or its
+blueprint says `admin`; a key without the scope gets 403 `insufficient_scope`.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +13,7 @@ import secrets
 
 import click
 from flask.cli import AppGroup
-from flask import g, request
+from flask import current_app, g, request
 
 from api.clock import utcnow
 from api.db import connection
@@ -16,16 +22,38 @@ from api.models import ApiKey, Portal
 
 KEY_PREFIX = "lk_"
 SHOWN_PREFIX_LEN = 10
+SCOPES = ("read", "write", "admin")
+DEFAULT_SCOPES = ("read", "write")  # `keys create` without --scope: what a web site needs
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(portal: Portal, label: str | None = None) -> str:
+def create_key(portal: Portal, label: str | None = None, scopes=SCOPES) -> str:
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be some of {', '.join(SCOPES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    ApiKey.create(portal=portal, prefix=key[:SHOWN_PREFIX_LEN], key_hash=hash_key(key), label=label)
+    ApiKey.create(portal=portal, prefix=key[:SHOWN_PREFIX_LEN], key_hash=hash_key(key), label=label,
+                  scopes=" ".join(s for s in SCOPES if s in scopes))
     return key
+
+
+def requires(scope: str):
+    """Mark a view as needing a scope other than its method's default."""
+    def mark(view):
+        view.required_scope = scope
+        return view
+    return mark
+
+
+def required_scope() -> str:
+    """The view's own scope, else its blueprint's (`bp.required_scope`), else by method."""
+    view = current_app.view_functions.get(request.endpoint)
+    blueprint = current_app.blueprints.get(request.blueprint or "")
+    default = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+    return getattr(view, "required_scope", None) or getattr(blueprint, "required_scope", default)
 
 
 def require_api_key() -> None:
@@ -33,13 +61,16 @@ def require_api_key() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthorized", "Нужен заголовок Authorization: Bearer <API-ключ>.")
+        raise ApiError(401, "unauthorized", "An Authorization: Bearer <API key> header is required.")
     row = (ApiKey.select(ApiKey, Portal).join(Portal)
            .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
            .first())
     # The lookup is by hash; compare again in constant time so timing tells nothing.
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
-        raise ApiError(401, "unauthorized", "API-ключ не найден или отозван.")
+        raise ApiError(401, "unauthorized", "The API key is unknown or revoked.")
+    needed = required_scope()
+    if needed not in row.scopes.split():
+        raise ApiError(403, "insufficient_scope", f"This API key lacks the '{needed}' scope.")
     g.portal = row.portal
     g.actor = f"api:{row.prefix}"
 
@@ -52,12 +83,17 @@ def keys_cli():
 @keys_cli.command("create")
 @click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--label", default=None, help="What the key is for (shown in listings).")
-def create_command(member_id: str, label: str | None):
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
+              help="read: cards; write: movements; admin: rules and settings. "
+                   "Repeat for several; default: read and write.")
+def create_command(member_id: str, label: str | None, scopes: tuple[str, ...]):
+    scopes = scopes or DEFAULT_SCOPES
     with connection():
         portal, made = Portal.get_or_create(member_id=member_id)
-        key = create_key(portal, label)
+        key = create_key(portal, label, scopes)
     note = " (new portal, not yet installed in Bitrix24)" if made else ""
-    click.echo(f"Created an API key for portal {member_id}{note}. It is shown only now:")
+    click.echo(f"Created an API key for portal {member_id}{note} with scopes "
+               f"{', '.join(s for s in SCOPES if s in scopes)}. It is shown only now:")
     click.echo(key)
 
 
@@ -68,7 +104,8 @@ def list_command(member_id: str):
         rows = list(ApiKey.select().join(Portal).where(Portal.member_id == member_id))
     for row in rows:
         state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-        click.echo(f"{row.prefix}…  {state}  {row.label or ''}  created {row.created_at:%Y-%m-%d}")
+        click.echo(f"{row.prefix}…  {state}  [{row.scopes}]  {row.label or ''}  "
+                   f"created {row.created_at:%Y-%m-%d}")
     click.echo(f"{len(rows)} key(s) for portal {member_id}.")
 
 

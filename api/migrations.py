@@ -12,7 +12,7 @@ from playhouse.migrate import migrate as apply
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, NOTIFY_TABLES,
                         PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES,
-                        B24Event, Card, Outbox, Portal, SchemaVersion)
+                        ApiKey, B24Event, Card, Outbox, Portal, SchemaVersion)
 
 
 def _0001_initial():
@@ -47,7 +47,7 @@ def _0004_scheduler():
 class _without_later_columns:
     """Hide the columns added by later migrations while creating the first tables."""
 
-    LATER = {Card: ["birthday_md"], Portal: ["server_endpoint"]}
+    LATER = {Card: ["birthday_md"], Portal: ["server_endpoint"], ApiKey: ["scopes"]}
 
     def __enter__(self):
         self.saved, self.indexes = {}, {}
@@ -116,6 +116,12 @@ def _0014_follow():
     db.create_tables(FOLLOW_TABLES)
 
 
+def _0011_api():
+    """API keys get scopes; a key made before them keeps what it could do: everything."""
+    apply(_migrator().add_column("apikey", "scopes",
+                                 CharField(max_length=100, default="read write admin")))
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -128,6 +134,7 @@ MIGRATIONS = [
     ("0009_work", _0009_work),
     ("0013_data", _0013_data),
     ("0014_follow", _0014_follow),
+    ("0011_api", _0011_api),
 ]
 
 

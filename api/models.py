@@ -57,6 +57,7 @@ class ApiKey(BaseModel):
     label = CharField(max_length=100, null=True)
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
+    scopes = CharField(max_length=100, default="read write")  # api.auth.SCOPES, space-separated
 
 
 class ProgramRules(BaseModel):
@@ -583,6 +584,15 @@ class WebhookAttempt(BaseModel):
         indexes = ((("subscription", "id"), False),)
 
 
+class ProductRuleSet(BaseModel):
+    """Earning rules per product and section of a deal's rows (api.product_rules)."""
+
+    portal = ForeignKeyField(Portal, unique=True, on_delete="CASCADE")
+    data = TextField()  # JSON {"rules": [...]}
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(max_length=200, null=True)
+
+
 FOLLOW_TABLES = [ClientSite, ClientOrigin, LoginCode, Throttle, WebhookSubscription,
-                 WebhookEvent, WebhookDelivery, WebhookAttempt]
+                 WebhookEvent, WebhookDelivery, WebhookAttempt, ProductRuleSet]
 ALL_TABLES += FOLLOW_TABLES

@@ -1,15 +1,55 @@
-"""What the REST API accepts and answers. Money is roubles as strings ("1500.50")."""
+"""What the REST API accepts and answers. Money is roubles as strings ("1500.50").
+
+Every text field refuses control characters (api.ledger.text); every integer is bounded
+to its column (INT32 for IntegerField, 2**53 for ids a JavaScript client must hold
+exactly); timestamps leave as ISO 8601 in UTC with the offset ("…+00:00").
+"""
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from api.ledger.fields import Money, Percent
 from api.ledger.operations import COMMENT_MAX_LEN, KINDS, REFERENCE_MAX_LEN
+from api.ledger.text import NoControl
 
-Name = lambda: fields.String(validate=validate.Length(max=100), allow_none=True)  # noqa: E731
-Reference = lambda **kw: fields.String(  # noqa: E731
-    validate=validate.Length(1, REFERENCE_MAX_LEN), **kw)
-Comment = lambda **kw: fields.String(validate=validate.Length(1, COMMENT_MAX_LEN), **kw)  # noqa: E731
+INT32_MAX = 2**31 - 1  # PostgreSQL integer: manager_id, Bitrix24 user ids
+ID_MAX = 2**53  # BIGINT columns, capped where JavaScript integers stay exact
+PAGE_MAX = 100_000
+
+
+def Line(low: int = 0, high: int = 100, **kw) -> fields.String:  # noqa: N802
+    """One line of text: no control characters at all (no tabs or line breaks)."""
+    return fields.String(validate=[validate.Length(low, high), NoControl()], **kw)
+
+
+def Text(low: int = 1, high: int = COMMENT_MAX_LEN, **kw) -> fields.String:  # noqa: N802
+    """Free text: line breaks and tabs allowed, other control characters not."""
+    return fields.String(validate=[validate.Length(low, high), NoControl(multiline=True)], **kw)
+
+
+def Name() -> fields.String:  # noqa: N802
+    return Line(high=100, allow_none=True, metadata={"example": "Петрова"})
+
+
+def Reference(**kw) -> fields.String:  # noqa: N802
+    return Line(1, REFERENCE_MAX_LEN, **kw)
+
+
+class UtcDateTime(fields.DateTime):
+    """Stored naive in UTC; shown with its offset so no client guesses the zone."""
+
+    def __init__(self, **kw):
+        kw.setdefault("metadata", {}).setdefault("example", "2026-12-01T09:30:00+00:00")
+        super().__init__(format="iso", **kw)
+
+    def _serialize(self, value, attr, obj, **kw):
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kw)
 
 
 class StrictSchema(Schema):
@@ -17,49 +57,71 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class ErrorBody(Schema):
+    code = fields.String(required=True, metadata={
+        "description": "Stable machine code; see each operation's responses for its codes.",
+        "example": "validation_error"})
+    message = fields.String(required=True, metadata={"example": "amount: Expected a number."})
+    fields_ = fields.Dict(data_key="fields", required=True, keys=fields.String(),
+                          values=fields.String(), metadata={
+                              "description": "Field path → what is wrong with it.",
+                              "example": {"amount": "Expected a number like 1500.50."}})
+    details = fields.Dict(metadata={"description": "Extra facts for some codes, e.g. "
+                                                   "`available` for insufficient_balance."})
+
+
+class ErrorResponse(Schema):
+    error = fields.Nested(ErrorBody, required=True)
+
+
 class CardCreate(StrictSchema):
-    phone = fields.String(required=True, validate=validate.Length(1, 40))
+    phone = Line(1, 40, required=True, metadata={"example": "+7 916 123-45-67"})
     last_name = Name()
     first_name = Name()
     middle_name = Name()
     client_category = Name()
-    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
-    birthdate = fields.Date(allow_none=True)
-    contact_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 2**53))
-    manager_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 2**31))
+    email = fields.Email(allow_none=True, validate=[validate.Length(max=254), NoControl()])
+    birthdate = fields.Date(allow_none=True, metadata={"example": "1990-05-17"})
+    contact_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, ID_MAX),
+                                metadata={"description": "Bitrix24 contact id."})
+    manager_id = fields.Integer(strict=True, allow_none=True,
+                                validate=validate.Range(1, INT32_MAX),
+                                metadata={"description": "Bitrix24 user id of the manager."})
 
 
 class NextTier(Schema):
-    name = fields.String()
-    threshold = Money(attribute="threshold_kop")
-    remaining = Money(attribute="remaining_kop")
+    name = fields.String(required=True)
+    threshold = Money(attribute="threshold_kop", required=True)
+    remaining = Money(attribute="remaining_kop", required=True)
 
 
 class Card(Schema):
-    number = fields.String()
-    contact_id = fields.Integer(allow_none=True)
-    last_name = fields.String(allow_none=True)
-    first_name = fields.String(allow_none=True)
-    middle_name = fields.String(allow_none=True)
-    client_category = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
-    birthdate = fields.Date(allow_none=True)
-    manager_id = fields.Integer(allow_none=True)
-    status = fields.String()
-    tier = fields.String()
-    balance = Money(attribute="balance_kop")
-    purchases = Money(attribute="purchases_kop")
-    next_tier = fields.Nested(NextTier, allow_none=True)
-    created = fields.Boolean(metadata={"description": "True when this request issued the card."})
-    created_at = fields.DateTime()
+    number = fields.String(required=True, metadata={"example": "79161234567"})
+    contact_id = fields.Integer(allow_none=True, required=True)
+    last_name = fields.String(allow_none=True, required=True)
+    first_name = fields.String(allow_none=True, required=True)
+    middle_name = fields.String(allow_none=True, required=True)
+    client_category = fields.String(allow_none=True, required=True)
+    email = fields.String(allow_none=True, required=True)
+    birthdate = fields.Date(allow_none=True, required=True)
+    manager_id = fields.Integer(allow_none=True, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["active", "blocked"]))
+    tier = fields.String(required=True, metadata={"example": "Базовый"})
+    balance = Money(attribute="balance_kop", required=True)
+    purchases = Money(attribute="purchases_kop", required=True)
+    next_tier = fields.Nested(NextTier, allow_none=True, required=True)
+    created = fields.Boolean(required=True, metadata={
+        "description": "True when this request issued the card; false otherwise."})
+    created_at = UtcDateTime(required=True)
 
 
 class CardQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(validate=validate.Length(max=100))
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 100_000))
+    q = Line(high=100, metadata={"description": "Phone in any format, card number, name or "
+                                                "e-mail."})
+    page = fields.Integer(load_default=1, validate=validate.Range(1, PAGE_MAX))
     per_page = fields.Integer(load_default=50, validate=validate.Range(1, 100))
 
 
@@ -67,25 +129,25 @@ class Lookup(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    phone = fields.String(validate=validate.Length(1, 40))
-    number = fields.String(validate=validate.Length(1, 40))
-    contact_id = fields.Integer(validate=validate.Range(1, 2**53))
+    phone = Line(1, 40)
+    number = Line(1, 40)
+    contact_id = fields.Integer(validate=validate.Range(1, ID_MAX))
 
 
 class Page(Schema):
-    page = fields.Integer()
-    per_page = fields.Integer()
-    has_more = fields.Boolean()
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    has_more = fields.Boolean(required=True)
 
 
 class CardPage(Page):
-    items = fields.List(fields.Nested(Card))
+    items = fields.List(fields.Nested(Card), required=True)
 
 
 class Accrual(StrictSchema):
     amount = Money(required=True, metadata={"description": "The purchase amount, roubles."})
     reference = Reference(metadata={"description": "Deal or order id: one accrual per reference."})
-    comment = Comment()
+    comment = Text()
 
 
 class Debit(StrictSchema):
@@ -94,26 +156,27 @@ class Debit(StrictSchema):
     order_amount = Money(metadata={"description": "The order total: caps the bonus share."})
     partial = fields.Boolean(load_default=False,
                              metadata={"description": "Spend what is available if short."})
-    comment = Comment()
+    comment = Text()
 
 
 class Reversal(StrictSchema):
     reference = Reference(required=True)
-    comment = Comment()
+    comment = Text()
 
 
 class Adjustment(StrictSchema):
-    amount = Money(required=True, allow_negative=True)
-    reason = Comment(required=True)
+    amount = Money(required=True, allow_negative=True,
+                   metadata={"description": "Signed: -100 takes bonuses away."})
+    reason = Text(required=True)
 
 
 class OperationResult(Schema):
-    card_number = fields.String()
-    kind = fields.String()
+    card_number = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     entry_id = fields.Integer()
     entry_ids = fields.List(fields.Integer())
     amount = Money(attribute="amount_kop", allow_negative=True)
-    balance = Money(attribute="balance_kop")
+    balance = Money(attribute="balance_kop", required=True)
     tier = fields.String()
     tier_before = fields.String()
     reference = fields.String(allow_none=True)
@@ -124,21 +187,21 @@ class OperationResult(Schema):
     returned_debit = Money(attribute="returned_debit_kop")
     reversed_accrual = Money(attribute="reversed_accrual_kop")
     unrecovered = Money(attribute="unrecovered_kop")
-    created_at = fields.String()
+    created_at = UtcDateTime()
 
 
 class Entry(Schema):
-    id = fields.Integer()
-    kind = fields.String()
-    amount = Money(attribute="amount_kop", allow_negative=True)
-    balance_after = Money(attribute="balance_after_kop")
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    amount = Money(attribute="amount_kop", allow_negative=True, required=True)
+    balance_after = Money(attribute="balance_after_kop", required=True)
     reference = fields.String(allow_none=True)
     purchase = Money(attribute="purchase_kop", allow_none=True)
     percent = Percent(allow_none=True)
     reverses = fields.Integer(attribute="reverses_id", allow_none=True)
     actor = fields.String()
     comment = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = UtcDateTime(required=True)
 
 
 class EntryQuery(Schema):
@@ -146,9 +209,14 @@ class EntryQuery(Schema):
         unknown = EXCLUDE
 
     kind = fields.String(validate=validate.OneOf(KINDS))
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 100_000))
+    page = fields.Integer(load_default=1, validate=validate.Range(1, PAGE_MAX))
     per_page = fields.Integer(load_default=50, validate=validate.Range(1, 100))
 
 
 class EntryPage(Page):
-    items = fields.List(fields.Nested(Entry))
+    items = fields.List(fields.Nested(Entry), required=True)
+
+
+class Health(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    database = fields.String(required=True, metadata={"example": "ok"})

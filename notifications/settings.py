@@ -91,18 +91,20 @@ def masked(settings: dict) -> dict:
     return shown
 
 
-def save(portal: Portal, changes: dict, actor: str) -> dict:
-    """Apply the given keys; a masked key sent back unchanged keeps the stored one."""
+def save(portal: Portal, changes: dict, actor: str, expected_version: str | None = None) -> dict:
+    """Apply the given keys; a masked key sent back unchanged keeps the stored one.
+    Merged and written under the portal's lock (api.documents.save): nothing is lost."""
     documents.check_keys(changes, DEFAULTS)
     changes = {k: v for k, v in changes.items()
                if not (k in SECRET_FIELDS and isinstance(v, str) and v.startswith(MASK))}
-    current = load(portal)
     valid = documents.validated(SCHEMA, changes, partial=True)
-    merged = {**current, **valid}
-    merged["notices"] = {**current["notices"], **valid.get("notices", {})}
-    merged["templates"] = {**current["templates"], **valid.get("templates", {})}
-    documents.upsert(NotificationSettings, portal, merged, actor)
-    return merged
+
+    def merged() -> dict:
+        current = load(portal)
+        return {**current, **valid, "notices": {**current["notices"], **valid.get("notices", {})},
+                "templates": {**current["templates"], **valid.get("templates", {})}}
+
+    return documents.save(NotificationSettings, portal, merged, actor, expected_version)
 
 
 def template(settings: dict, name: str):

@@ -15,3 +15,4 @@ def init_app(app) -> None:
     for module in (home, rules, notices, clients, newcard, health, tabs, numbers, data):
         app.register_blueprint(module.bp)
     app.register_error_handler(PageError, web.error_page)
+    app.wsgi_app = web.NavAsGet(app.wsgi_app)

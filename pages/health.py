@@ -72,7 +72,7 @@ def repair():
                                detail=f"{exc.code}: {exc.description}")
     current_app.logger.info("registrations of %s repaired by %s: %s", g.portal.member_id,
                             g.viewer.actor, report.summary())
-    detail = "; ".join([report.summary()] + [f"{k}: {v}" for k, v in report.errors.items()])
+    detail = "; ".join([report.summary()] + report.failures())
     return web.redirect_to("pages_health.show", "repaired" if report.ok else "repair_failed",
                            detail=detail)
 

@@ -61,7 +61,8 @@ def _contact_id(raw) -> int | None:
 def _read(contact_id: int) -> tuple[dict, str | None]:
     """The card data of the contact, as the card-creating activity reads it."""
     try:
-        row = web.b24_client().call("crm.contact.get", {"id": contact_id}).get("result")
+        # With the viewer's own token: they issue a card only for a contact they may read.
+        row = g.viewer.client(g.portal).call("crm.contact.get", {"id": contact_id}).get("result")
     except B24Error as exc:
         return {}, f"Контакт не найден. ({exc.code or exc.description})"
     if not isinstance(row, dict) or "ID" not in row:

@@ -12,6 +12,7 @@ from flask import Response, g, request
 
 from api import kpis
 from api.clock import utcnow
+from api.data.csvout import safe
 from api.ledger.money import format_kop
 from api.models import Card, Entry
 from pages import charts, roles, web
@@ -80,8 +81,9 @@ def movements_csv():
         writer.writerow(["id", "created_at_utc", "card", "kind", "amount", "balance_after",
                          "reference", "actor", "comment"])
         for row in rows.iterator():
+            # Typed text (reference, actor, comment) may not run as a formula; amounts are ours.
             writer.writerow([row[0], row[1], row[2], row[3], format_kop(row[4]),
-                             format_kop(row[5]), row[6] or "", row[7], row[8] or ""])
+                             format_kop(row[5]), safe(row[6]), safe(row[7]), safe(row[8])])
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)

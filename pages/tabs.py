@@ -1,16 +1,20 @@
 """The CRM tabs: the contact's and the deal's bonuses inside their cards.
 
 Each tab is a frame POST (PLACEMENT_OPTIONS = {"ID": "42", ...}) proven like the app's
-main page (pages.frame) and shown to those with the view right. The contact tab costs
-one Bitrix24 request, the frame check: everything else is our database. The deal tab
-also reads the deal (its contact and amount). Actions go to the client pages' own
-confirmed, idempotent endpoints, or to the deal debit here.
+main page (pages.frame). The tabs are for the managers who work with the client: whoever
+Bitrix24 lets read the contact or deal sees its card, balance and history, with no right
+granted by us; adjusting and reversing stay the right the admin grants. Whether they may
+read it is asked of Bitrix24 with the viewer's own token (never the installer's), so an id
+in a forged PLACEMENT_OPTIONS shows nothing its sender could not read anyway. Actions go
+to the client pages' own confirmed, idempotent endpoints, or to the deal debit here.
 """
 from __future__ import annotations
 
 import json
 
-from flask import g, request
+from flask import current_app, g, request
+
+from activities.b24client import B24Error
 
 from api.ledger import history, operations
 from api.ledger import rules as rules_mod
@@ -27,8 +31,19 @@ def _enter() -> None:
     viewer = verify_frame(request.form, request.args)
     g.viewer, g.token = viewer, issue(viewer)
     g.portal = Portal.get(Portal.member_id == viewer.member_id)
-    if not roles.can(roles.VIEW_CARDS):
-        raise PageError(403, "Недостаточно прав: обратитесь к администратору портала.")
+
+
+def _read(method: str, entity_id: int) -> dict:
+    """The contact or deal as the viewer may read it, or 403 (their CRM rights apply)."""
+    try:
+        row = g.viewer.client(g.portal).call(method, {"id": entity_id}).get("result")
+    except B24Error as exc:
+        current_app.logger.info("%s %s refused for user %s: %s", method, entity_id,
+                                g.viewer.user_id, exc.code)
+        raise PageError(403, "Битрикс24 не дал прочитать эту запись с вашими правами.") from None
+    if not isinstance(row, dict):
+        raise PageError(403, "Битрикс24 не дал прочитать эту запись с вашими правами.")
+    return row
 
 
 def placement_id(raw) -> int | None:
@@ -45,8 +60,10 @@ def placement_id(raw) -> int | None:
 def contact():
     _enter()
     contact_id = placement_id(request.form.get("PLACEMENT_OPTIONS"))
-    card = Card.get_or_none((Card.portal == g.portal) & (Card.contact_id == contact_id)) \
-        if contact_id else None
+    if contact_id is None:
+        raise web.bad_request("Не удалось определить контакт.")
+    _read("crm.contact.get", contact_id)
+    card = Card.get_or_none((Card.portal == g.portal) & (Card.contact_id == contact_id))
     if card is None:
         return web.render("tab_contact.html", card=None, contact_id=contact_id, embedded=True)
     program = rules_mod.load(g.portal)
@@ -64,15 +81,7 @@ def deal():
     deal_id = placement_id(request.form.get("PLACEMENT_OPTIONS"))
     if deal_id is None:
         raise web.bad_request("Не удалось определить сделку.")
-    return _deal_page(deal_id, _read_deal(deal_id))
-
-
-def _read_deal(deal_id: int) -> dict:
-    try:
-        row = web.b24_client().call("crm.deal.get", {"id": deal_id}).get("result")
-    except Exception as exc:  # noqa: BLE001 - shown on the tab; our own data still renders
-        return {"error": str(getattr(exc, "description", "") or exc)[:200]}
-    return row if isinstance(row, dict) else {}
+    return _deal_page(deal_id, _read("crm.deal.get", deal_id))
 
 
 def _deal_page(deal_id: int, deal_row: dict, errors: dict | None = None, status: int = 200):
@@ -127,13 +136,16 @@ def debit(deal_id: int):
     card = Card.get_or_none((Card.portal == g.portal) & (Card.number == number))
     if card is None:
         raise web.not_found("Карта")
-    values = {"amount": web.form_text("amount", 40), "key": clients.form_key(),
-              "card": number, "order_amount": web.form_text("order_amount", 40)}
+    # The order amount is the deal's as Bitrix24 tells the viewer, never the form's: a
+    # posted order_amount would let anyone lift the max-share cap.
+    deal_row = _read("crm.deal.get", deal_id)
+    order_kop = _deal_amount(deal_row)
+    values = {"amount": web.form_text("amount", 40), "key": clients.form_key(), "card": number,
+              "order_amount": format_kop(order_kop) if order_kop else ""}
     try:
         amount_kop = parse_kop(values["amount"])
-        order_kop = parse_kop(values["order_amount"]) if values["order_amount"] else None
     except MoneyError as exc:
-        return _deal_page(deal_id, {"OPPORTUNITY": values["order_amount"]}, {"amount": str(exc)}, 422)
+        return _deal_page(deal_id, deal_row, {"amount": str(exc)}, 422)
     if not web.confirmed():
         return web.confirm("Списать бонусы по сделке", [
             ("Карта", card.number), ("Сделка", str(deal_id)), ("Списать", web.money(amount_kop))],

@@ -1,11 +1,16 @@
-"""What every page blueprint shares: template helpers, headers, links that carry the
-viewer token, error pages, and the confirmation step of an action."""
+"""What every page blueprint shares: template helpers, headers, navigation that carries
+the viewer token in a POST body (never a URL), error pages, and the confirmation step.
+
+Navigation: a link is a button in a small form that POSTs to its URL with `?_get=1`, the
+token and the CSRF value in the body (no script needed); `NavAsGet` hands such a POST to
+the GET view. After an action, `redirect_to` answers a
+page that posts on to the next one the same way (post/redirect/get without a URL token).
+"""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, current_app, g, make_response, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, current_app, g, make_response, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from notifications.templates import format_bonus
@@ -31,9 +36,32 @@ def _helpers() -> dict:
             "detail": request.args.get("detail", "")[:300]}
 
 
+NAV_FLAG = "_get"
+
+
 def page_url(endpoint: str, **values) -> str:
-    """url_for that carries the viewer token (no cookies inside the frame)."""
-    return url_for(endpoint, **{TOKEN_FIELD: g.token}, **values)
+    """url_for: the viewer token never goes into a URL (access logs, Referer)."""
+    return url_for(endpoint, **values)
+
+
+class NavAsGet:
+    """WSGI: a POST to a page with `?_get=1` is a navigation, served by the GET view.
+
+    The body (token, CSRF, a form's fields) is still parsed: Werkzeug reads form data
+    whenever a content type is sent, whatever the method.
+    """
+
+    PREFIXES = ("/b24/app", "/b24/placements")
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST" \
+                and environ.get("PATH_INFO", "").startswith(self.PREFIXES) \
+                and f"{NAV_FLAG}=1" in environ.get("QUERY_STRING", "").split("&"):
+            environ["REQUEST_METHOD"] = "GET"
+        return self.wsgi_app(environ, start_response)
 
 
 def hidden_auth() -> Markup:
@@ -43,10 +71,11 @@ def hidden_auth() -> Markup:
 
 
 def redirect_to(endpoint: str, message: str | None = None, **values):
-    """Post/redirect/get: a reload never repeats an action. `message` is a MESSAGES code."""
+    """Post/redirect/get without a token in the URL: a page that posts on to the next one
+    (app.js submits it at once; a button without JS). `message` is a MESSAGES code."""
     if message:
         values["m"] = message
-    return redirect(page_url(endpoint, **values), code=303)
+    return render("continue.html", target=page_url(endpoint, **{NAV_FLAG: 1}, **values))
 
 
 def render(page: str, status: int = 200, /, **context):
@@ -67,6 +96,7 @@ def form_text(name: str, max_len: int = TEXT_MAX_LEN) -> str:
 def confirm(title: str, lines: list[tuple[str, str]], action: str, fields: dict,
             back: str):
     """The confirmation step: the same POST again with `confirmed=1` (works without JS)."""
+    back += ("&" if "?" in back else "?") + f"{NAV_FLAG}=1"  # "cancel" is a navigation
     return render("confirm.html", title=title, lines=lines, action=action,
                   fields={**fields, "confirmed": "1"}, back=back)
 
@@ -100,7 +130,8 @@ def secure_headers(response):
 
 
 def error_page(exc: PageError):
-    response = render_template("pages/error.html", message=i18n.tr(exc.message),
+    # `failure`, not `message`: base.html shows `message` as a green notice.
+    response = render_template("pages/error.html", failure=i18n.tr(exc.message),
                                status=exc.status, tr=i18n.tr, lang=i18n.lang())
     return secure_headers(make_response(response, exc.status))
 

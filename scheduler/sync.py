@@ -75,6 +75,16 @@ class SyncReport:
     resumed_after: int = 0  # the contact id this run went on after (0: a fresh pass)
     paused_s: float = 0.0  # time spent waiting for the method's run-time budget
 
+    def __str__(self) -> str:
+        """The line `scheduler run-once sync` prints."""
+        line = (f"{self.contacts_seen:,} contacts seen, {self.cards_updated:,} cards updated, "
+                f"{self.requests} requests")
+        if self.resumed_after:
+            line += f", resumed after contact {self.resumed_after}"
+        if self.paused_s:
+            line += f", paused {self.paused_s:.0f} s for the {OPERATING_MAX_S} s run-time limit"
+        return line
+
 
 class Pacer:
     """Waits before a batch whose run time could push the method past its budget.

@@ -7,9 +7,10 @@ Each method refuses what the real one refuses, as its page in bitrix-tools/b24-r
 20 characters for crm.contact.userfield.add, bad codes, names and handler URLs for
 bizproc.activity/robot.add, unknown events for event.bind, empty arguments for
 placement.bind, an empty user or message for im.*, missing fields for crm.timeline.*,
-more than 50 commands or a nested batch for batch. Every answer carries `time` with the
-method's `operating` seconds in the rolling 10-minute window (limits doc §B1), and a
-method over OPERATING_MAX_S is refused with 429 OPERATION_TIME_LIMIT."""
+commands past the 50th or a nested batch in a batch (`halt` stops at the first failure).
+Every answer carries `time` with the method's `operating` seconds in the rolling 10-minute
+window (limits doc §B1), and a method over OPERATING_MAX_S is refused with 429
+OPERATION_TIME_LIMIT."""
 from __future__ import annotations
 
 import json
@@ -51,6 +52,9 @@ class FakePortal:
         self._reserved: dict[str, list[dict]] = {}  # process_id -> records taken, not cleared
         self.contacts: dict[int, dict] = {}
         self.deals: dict[int, dict] = {}
+        self.product_rows: dict[int, list[dict]] = {}  # deal id -> crm.deal.productrows.get rows
+        self.products: dict[int, dict] = {}  # catalog.product.get: id, iblockSectionId, …
+        self.scopes = {"crm", "bizproc", "im", "user_brief", "placement"}
         self.calls: list[tuple[str, dict]] = []  # every method run, batch sub-commands included
         self.requests = 0  # HTTP requests to the portal
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued error replies
@@ -131,19 +135,25 @@ class FakePortal:
             "status": "L", "scope": "crm,bizproc,im,user_brief,placement", "user_id": 1})
 
     def _batch_call(self, body):
-        commands = body.get("cmd") or {}
-        if len(commands) > BATCH_MAX:
-            return 400, {"error": "ERROR_BATCH_LENGTH_EXCEEDED",
-                         "error_description": f"Max batch length exceeded {BATCH_MAX}"}
-        if any(c.partition("?")[0].lower() == "batch" for c in commands.values()):
-            return 405, {"error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
-                         "error_description": "Method is not allowed for batch usage"}
         return 200, {"result": self._batch(body), "time": self._time("batch")}
 
     def _batch(self, body):
+        """settings/how-to-call-rest-api/batch.md: commands past the 50th and nested batches
+        fail one by one; `halt` stops at the first failure (the rest never run)."""
         results, errors, times = {}, {}, {}
-        for key, command in (body.get("cmd") or {}).items():
+        halt = str(body.get("halt", 0)).lower() in ("1", "true")
+        for n, (key, command) in enumerate((body.get("cmd") or {}).items()):
+            if halt and errors:
+                break
             method, _, query = command.partition("?")
+            if n >= BATCH_MAX:
+                errors[key] = {"error": "ERROR_BATCH_LENGTH_EXCEEDED",
+                               "error_description": f"Max batch length exceeded {BATCH_MAX}"}
+                continue
+            if method.lower() == "batch":
+                errors[key] = {"error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                               "error_description": "Method is not allowed for batch usage"}
+                continue
             params = self._resolve(parse_brackets(parse_qsl(query, keep_blank_values=True)), results)
             if self.failures.get(method):
                 _, error = self.failures[method].pop(0)
@@ -162,7 +172,8 @@ class FakePortal:
     def operating(self, method: str) -> float:
         """Seconds this app spent in `method` over the last 10 minutes."""
         now = self.clock()
-        spans = [(at, s) for at, s in self._operating.get(method, []) if at > now - OPERATING_WINDOW_S]
+        spans = [(at, s) for at, s in self._operating.get(method, [])
+                 if at > now - OPERATING_WINDOW_S]
         self._operating[method] = spans
         return sum(s for _, s in spans)
 
@@ -306,7 +317,8 @@ class FakePortal:
         event, handler = str(p.get("event") or "").upper(), p.get("handler")
         if not event:
             return self.refuse("ERROR_EVENT_NOT_FOUND", "Event not found")
-        kept = [(e, h) for e, h in self.events if not (e == event and (not handler or h == handler))]
+        kept = [(e, h) for e, h in self.events
+                if not (e == event and (not handler or h == handler))]
         count, self.events = len(self.events) - len(kept), kept
         return self.ok({"count": count})
 
@@ -359,20 +371,43 @@ class FakePortal:
         self.fields[name] = {**fields, "FIELD_NAME": name}
         return self.ok(len(self.fields))
 
+    def _crm_get(self, store, p):
+        """crm.contact.get / crm.deal.get: an id that is not a positive integer, or none."""
+        ident = str(p.get("id") or p.get("ID") or "")
+        if not ident.isdigit() or int(ident) <= 0:
+            return self.refuse("", "ID is not defined or invalid.")
+        row = store.get(int(ident))
+        return self.ok(row) if row is not None else self.refuse("", "Not found")
+
     def m_crm_contact_get(self, p):
-        contact = self.contacts.get(int(p.get("id") or 0))
-        if contact is None:
-            return 400, {"error": "", "error_description": "Not found"}
-        return self.ok(contact)
+        return self._crm_get(self.contacts, p)
 
     def m_crm_deal_get(self, p):
-        deal = self.deals.get(int(p.get("id") or 0))
+        return self._crm_get(self.deals, p)
+
+    def m_crm_deal_productrows_get(self, p):
+        # crm.deal.productrows.get: `id` required; an unknown deal is "Not found".
+        if not str(p.get("id") or "").isdigit():
+            return 400, {"error": "", "error_description": "The parameter id is invalid or not defined."}
+        deal = self.deals.get(int(p["id"]))
         if deal is None:
             return 400, {"error": "", "error_description": "Not found"}
-        return self.ok(deal)
+        return self.ok(self.product_rows.get(int(p["id"]), []))
+
+    def m_catalog_product_get(self, p):
+        # catalog.product.get needs the `catalog` scope; an unknown id is "product does not exist."
+        if "catalog" not in self.scopes:
+            return 401, {"error": "insufficient_scope", "error_description": ""}
+        product = self.products.get(int(p.get("id") or 0))
+        if product is None:
+            return 400, {"error": "", "error_description": "product does not exist."}
+        return self.ok({"product": product})
 
     def m_crm_contact_update(self, p):
-        contact = self.contacts.get(int(p["id"]))
+        if not isinstance(p.get("fields"), dict):
+            return self.refuse("", "Parameter 'fields' must be array.")
+        ident = str(p.get("id") or "")
+        contact = self.contacts.get(int(ident)) if ident.isdigit() else None
         if contact is None:
             return 400, {"error": "", "error_description": "Contact is not found"}
         contact.update(self._known(p["fields"]))
@@ -388,7 +423,8 @@ class FakePortal:
 
     def m_crm_timeline_logmessage_add(self, p):
         fields = p.get("fields") or {}
-        if any(not fields.get(k) for k in ("entityTypeId", "entityId", "title", "text", "iconCode")):
+        required = ("entityTypeId", "entityId", "title", "text", "iconCode")
+        if any(not fields.get(k) for k in required):
             return self.refuse("100", "Required fields are missing")
         self._next_id += 1
         return self.ok({"logMessage": {"id": self._next_id, **fields}})

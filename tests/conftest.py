@@ -135,6 +135,13 @@ class ApiActions:
 
 
 @pytest.fixture
+def api_actions():
+    """The class itself, for a test that needs a key of its own portal (`from conftest
+    import` would find tests/browser/conftest.py first in a full run)."""
+    return ApiActions
+
+
+@pytest.fixture
 def api(client, portal):
     from api.auth import create_key
 

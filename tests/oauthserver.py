@@ -47,8 +47,10 @@ class OAuthPortal:
                 path = urlparse(self.path).path
                 if path == "/oauth/token/":
                     status, body = outer.refresh(dict(parse_qsl(raw)))
-                else:
+                elif self.headers.get("Content-Type", "").startswith("application/json"):
                     status, body = outer.method(path.rsplit("/", 1)[-1], json.loads(raw or "{}"))
+                else:  # a form, as app.info at the OAuth server is asked
+                    status, body = outer.method(path.rsplit("/", 1)[-1], dict(parse_qsl(raw)))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

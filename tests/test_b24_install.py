@@ -197,3 +197,19 @@ def test_cli_register_and_portals(runner, b24, installed):
             "0 errors") in result.output
     listing = runner.invoke(args=["b24", "portals"]).output
     assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing
+
+
+def test_the_fake_batch_runs_50_and_halts_like_the_portal(b24, installed, app):
+    from activities import b24client
+    from activities.portals import B24Settings, client_for
+
+    client = client_for(installed, B24Settings.from_config(app.config))
+    cmds = {f"c{n}": "user.current" for n in range(52)}
+    body = client.call("batch", {"halt": 0, "cmd": {**cmds, "nested": "batch?halt=0"}})
+    errors = body["result"]["result_error"]
+    assert len(body["result"]["result"]) == 50 and errors["c50"]["error"] == \
+        "ERROR_BATCH_LENGTH_EXCEEDED"
+    halted = client.batch({"a": ("crm.contact.get", {"id": 1}), "b": ("user.current", {})},
+                          halt=True)
+    assert "a" in halted.errors and "b" not in halted.results  # never ran
+    assert b24client.BATCH_COMMANDS_MAX == 50

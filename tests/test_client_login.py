@@ -219,3 +219,27 @@ def test_an_edited_template_without_the_code_still_sends_it(app, client, api, si
             json={"templates": {"login_code_sms": {"body": "Здравствуйте, {{ first_name }}!"}}})
     login(client, site)
     assert verify(client, site, deliver_sms(app)).status_code == 200
+
+
+def test_one_code_gives_one_token_under_parallel_tries(app, site):
+    import threading
+
+    first = app.test_client()
+    login(first, site)
+    code = deliver_sms(app)
+    from api.db import db
+
+    db.close()  # each thread opens its own connection
+    answers, start = [], threading.Barrier(6)
+
+    def attempt(i):
+        start.wait()
+        answers.append(verify(app.test_client(), site, code, ip=f"10.3.0.{i}").status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.connect(reuse_if_open=True)
+    assert sorted(answers) == [200, 401, 401, 401, 401, 401]

@@ -417,4 +417,6 @@ def test_the_sync_paces_on_operating_and_never_trips_the_limit(portal_b24, insta
               f"{report.paused_s:.0f} s paused for the 480 s budget")
     assert (report.contacts_seen, report.requests) == (20_000, 9)
     assert report.paused_s > 0  # unpaced, the 193rd page is refused (test above)
+    assert str(report) == ("20,000 contacts seen, 0 cards updated, 9 requests, paused 1200 s "
+                           "for the 480 s run-time limit")
     assert SyncCursor.select().count() == 0

@@ -131,6 +131,7 @@ def test_a_refresh_never_puts_secrets_where_urllib3_logs_them(app, installed, ca
         settings = B24Settings.from_config({**app.config, "B24_OAUTH_URL": server.url})
         assert client_for(Portal.get_by_id(installed.id), settings).call("profile")
         assert server.state["refreshes"] == 1
+        proof.app_info(server.url, "access-2")  # the install's proof, the same way
     logged = caplog.text
     assert "urllib3.connectionpool" in logged and "/oauth/token/" in logged
     for secret in ("client-secret-xyz", "refresh-1", "refresh-2", "access-2", "stale"):
@@ -174,3 +175,59 @@ def test_the_token_store_lock_is_the_databases(app, installed):
     store = PortalTokenStore()
     with store.lock(MEMBER):
         assert db.in_transaction()
+
+
+# --- hygiene: request limits and the secret key -----------------------------------------------
+
+def test_a_body_over_the_limit_is_413_with_the_usual_error_body(client, api):
+    huge = b'{"phone": "' + b"7" * (2 * 1024 * 1024) + b'"}'
+    response = client.post("/api/v1/cards", data=huge, content_type="application/json",
+                           headers=api.headers("k1"))
+    assert response.status_code == 413
+    assert set(response.get_json()["error"]) == {"code", "message", "fields"}
+    form = client.post("/b24/events", data={"event": "x" * (2 * 1024 * 1024)})
+    assert form.status_code == 413 and form.get_json()["error"]["code"]
+
+
+def test_json_nested_too_deep_is_400_not_500(client, api):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/cards", data=deep, content_type="application/json",
+                           headers=api.headers("k2"))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "json_too_deep"
+    fine = client.post("/api/v1/cards", json={"phone": "[[[{{{", "last_name": "]]]"},
+                       headers=api.headers("k3"))
+    assert fine.status_code == 422  # brackets inside strings do not count
+
+
+def test_without_a_secret_key_every_process_shares_one_kept_key(tmp_path, database_url):
+    from api import create_app
+
+    path = tmp_path / "instance" / "secret_key"
+    config = {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY_FILE": str(path)}
+    first, second = create_app(dict(config)), create_app(dict(config))
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) >= 32 and oct(path.stat().st_mode & 0o777) == "0o600"
+    path.chmod(0o644)
+    with pytest.raises(RuntimeError, match="readable by others"):
+        create_app(dict(config))
+
+
+def test_a_call_of_the_installer_heals_a_dead_stored_pair(client, b24, installed):
+    Portal.update(refresh_token="dead", token_expires_at=1).execute()
+    b24.tokens.add("run-as-user-token")  # genuine: the OAuth server vouches for it
+    post_form(client, "/b24/activities/loyalty_card_info", workflow_form("loyalty_card_info"))
+    stored = Portal.get_by_id(installed.id)
+    assert (stored.access_token, stored.refresh_token) == ("run-as-user-token", "run-as-refresh")
+
+
+def test_tokens_of_a_call_are_kept_only_when_the_oauth_server_vouches(client, b24, installed):
+    Portal.update(refresh_token="dead", token_expires_at=1).execute()  # "run-as-user-token"
+    post_form(client, "/b24/activities/loyalty_card_info",  # is not genuine here
+              workflow_form("loyalty_card_info"))
+    assert Portal.get_by_id(installed.id).refresh_token == "dead"
+    Portal.update(token_expires_at=2_000_000_000).execute()  # fresh: nothing is even asked
+    b24.oauth_requests.clear()
+    post_form(client, "/b24/activities/loyalty_card_info",
+              workflow_form("loyalty_card_info", token="another|run|token"))
+    assert b24.oauth_requests == []

@@ -8,6 +8,7 @@ from peewee import IntegrityError
 from api.clock import utcnow
 from api.db import db
 from api.ledger import rules as rules_mod
+from api.ledger import text
 from api.ledger.errors import CardExists, CardNotFound, InvalidInput, MissingFields
 from api.ledger.operations import WELCOME, grant
 from api.ledger.phones import PhoneError, normalize
@@ -85,8 +86,8 @@ def _existing(portal: Portal, number: str, contact_id: int | None) -> Card | Non
 def _profile(data: dict) -> dict:
     profile = {k: data.get(k) for k in PROFILE_FIELDS if k in data}
     for key, value in list(profile.items()):
-        if isinstance(value, str):
-            profile[key] = value.strip() or None
+        if isinstance(value, str):  # CRM text may hold a NUL, which PostgreSQL refuses
+            profile[key] = text.clean(value).strip() or None
     if isinstance(profile.get("birthdate"), datetime):
         profile["birthdate"] = profile["birthdate"].date()
     if profile.get("birthdate") is not None and not isinstance(profile["birthdate"], date):

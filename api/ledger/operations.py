@@ -30,6 +30,7 @@ from api.ledger.errors import (
 )
 from api.ledger.idempotency import Outcome
 from api.ledger.money import percent_of
+from api import product_rules
 from api.models import Card, Entry, Portal
 
 ACCRUAL, DEBIT, REVERSAL, ADJUSTMENT = "accrual", "debit", "reversal", "adjustment"
@@ -156,11 +157,12 @@ def _summary(card: Card, entry: Entry, **extra) -> dict:
 @idempotency.retried_on_race
 def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: str,
            reference: str | None = None, comment: str | None = None,
-           now: datetime | None = None) -> Outcome:
-    """Bonuses for a purchase at the percent of the tier held before it."""
+           now: datetime | None = None, lines: list | None = None) -> Outcome:
+    """Bonuses for a purchase at the percent of the tier held before it; with product
+    `lines` (api.product_rules), each line at its rule's percent or the tier's."""
     key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
     request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
-               "comment": comment}
+               "comment": comment, **({"lines": [repr(line) for line in lines]} if lines else {})}
     with db.atomic():
         card = _lock(portal, number)
         seen = idempotency.replay(portal, key, ACCRUAL, request)
@@ -174,13 +176,17 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: s
         tier = rules.tier_for(card.purchases_kop)
         bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
                            step_kop=rules.rounding_step_kop)
+        percent, extra = tier.percent, {}
+        if lines:
+            bonus, percent, extra = product_rules.accrual(lines, tier.percent, purchase_kop, rules)
+            comment = comment or extra["explanation"]
         entry = credit(card, ACCRUAL, bonus, rules, key=key, actor=actor, now=now,
-                       reference=reference, purchase_kop=purchase_kop, percent=tier.percent,
+                       reference=reference, purchase_kop=purchase_kop, percent=percent,
                        comment=comment)
         tier_before = card.tier
         _add_purchases(card, purchase_kop, rules, now)
-        result = _summary(card, entry, percent=str(tier.percent), purchase_kop=purchase_kop,
-                          tier_before=tier_before)
+        result = _summary(card, entry, percent=str(percent), purchase_kop=purchase_kop,
+                          tier_before=tier_before, **extra)
         return idempotency.record(portal, key, ACCRUAL, request, card, result)
 
 

@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from api import documents
 from api.ledger import sql
 from api.ledger.fields import Money, Percent
+from api.ledger.text import NoControl
 from api.models import Portal, ProgramRules
 
 CARD_FIELDS = ("last_name", "first_name", "middle_name", "phone", "client_category",
@@ -40,7 +41,8 @@ DEFAULTS = {
 
 
 class TierSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 64))
+    # A NUL here once broke every later card of the portal (PostgreSQL refuses it in text).
+    name = fields.String(required=True, validate=[validate.Length(1, 64), NoControl()])
     threshold = Money(required=True, allow_zero=True)
     percent = Percent(required=True)
 
@@ -154,9 +156,16 @@ def validate_document(document: dict) -> dict:
     return documents.validated(SCHEMA, document)
 
 
-def save(portal: Portal, changes: dict, actor: str) -> dict:
-    """Replace the given keys; the rest keep their value. Returns the stored document."""
+def save(portal: Portal, changes: dict, actor: str, expected_version: str | None = None) -> dict:
+    """Replace the given keys; the rest keep their value. Returns the stored document.
+    Read and written under the portal's lock (api.documents.save): nothing is lost;
+    with expected_version, a save made since that version was read is VersionConflict."""
     documents.check_keys(changes, DEFAULTS)
-    document = SCHEMA.dump(validate_document({**stored_document(portal), **changes}))
-    documents.upsert(ProgramRules, portal, document, actor)
-    return document
+    return documents.save(
+        ProgramRules, portal, lambda: SCHEMA.dump(validate_document(
+            {**stored_document(portal), **changes})), actor, expected_version)
+
+
+def versioned(portal: Portal) -> tuple[dict, str]:
+    """The stored document and its version (the API's ETag), read together."""
+    return documents.read_versioned(ProgramRules, portal, lambda: stored_document(portal))

@@ -7,18 +7,19 @@ CORS answers only the origins configured for the portal's site (api.client_login
 from __future__ import annotations
 
 from flask import current_app, g, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import client_login, schemas
 from api.client_login import LoginError
 from api.errors import error_response
+from api.jsonio import ApiBlueprint
 from api.ledger import history
 from api.ledger.fields import Money
 from api.throttle import Throttled
+from api.views import fails
 from api.views.cards import present
 
-bp = Blueprint("client", __name__, url_prefix="/api/v1/client",
+bp = ApiBlueprint("client", __name__, url_prefix="/api/v1/client",
                description="The client's own login (SMS code) and their card")
 
 STATUS = {"site_not_found": 404, "invalid_code": 401, "unauthorized": 401, "token_expired": 401}
@@ -112,6 +113,7 @@ def _site(site_id):
 @bp.arguments(LoginRequest)
 @bp.response(202, LoginAnswer)
 @bp.doc(**NO_KEY)
+@fails("invalid_json", "validation_error", "site_not_found", "too_many_attempts", public=True)
 def login(data):
     """Send a one-time code by SMS to the card's phone (the same answer without a card)."""
     site = _site(data["site"])
@@ -123,6 +125,8 @@ def login(data):
 @bp.arguments(VerifyRequest)
 @bp.response(200, TokenAnswer)
 @bp.doc(**NO_KEY)
+@fails("invalid_json", "validation_error", "site_not_found", "invalid_code",
+       "too_many_attempts", public=True)
 def verify(data):
     """Trade the code for a short-lived token that reads this one card."""
     site = _site(data["site"])
@@ -144,6 +148,7 @@ def _card():
 
 @bp.route("/card", methods=["GET"])
 @bp.response(200, ClientCard)
+@fails("unauthorized", "token_expired", public=True)
 def card():
     """The logged-in client's card: balance, tier, progress, what expires in 30 days."""
     card = _card()
@@ -155,6 +160,7 @@ def card():
 @bp.route("/card/transactions", methods=["GET"])
 @bp.arguments(schemas.EntryQuery, location="query")
 @bp.response(200, ClientEntryPage)
+@fails("unauthorized", "token_expired", "validation_error", public=True)
 def transactions(args):
     rows, more = history.entries(_card(), page=args["page"], per_page=args["per_page"],
                                  kind=args.get("kind"))

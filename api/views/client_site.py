@@ -4,16 +4,18 @@ from __future__ import annotations
 import json
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import client_login, schemas
 from api.auth import require_api_key
 from api.errors import ApiError
+from api.views import fails
+from api.jsonio import ApiBlueprint
 
-bp = Blueprint("client_site", __name__, url_prefix="/api/v1/client-site",
+bp = ApiBlueprint("client_site", __name__, url_prefix="/api/v1/client-site",
                description="Where clients log in themselves: the site id and its origins")
 bp.before_request(require_api_key)
+bp.required_scope = "admin"  # api.auth: settings and bulk personal data
 
 
 class SiteChange(schemas.StrictSchema):
@@ -26,7 +28,7 @@ class Site(Schema):
     site_id = fields.String(metadata={"description": "Public: the web page sends it to log in."})
     enabled = fields.Boolean()
     origins = fields.List(fields.String())
-    updated_at = fields.DateTime()
+    updated_at = schemas.UtcDateTime()
 
 
 def _shown(site) -> dict:
@@ -35,6 +37,7 @@ def _shown(site) -> dict:
 
 @bp.route("", methods=["GET"])
 @bp.response(200, Site)
+@fails("site_not_configured")
 def show():
     site = client_login.site_for(g.portal)
     if site is None:

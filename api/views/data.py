@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from flask import Response, g, request, stream_with_context
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api import schemas
 from api.auth import require_api_key
 from api.data import audit, csvout, exports, forget, merges
 from api.db import connection
+from api.jsonio import ApiBlueprint
 
-bp = Blueprint("data", __name__, url_prefix="/api/v1", description="Exports, audit trail, forgetting a client")
+bp = ApiBlueprint("data", __name__, url_prefix="/api/v1", description="Exports, audit trail, forgetting a client")
 bp.before_request(require_api_key)
+bp.required_scope = "admin"  # api.auth: settings and bulk personal data
 PERIOD_DAYS_MAX = 3660
 AUDIT_CSV_MAX = 1_000_000
 

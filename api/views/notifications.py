@@ -1,17 +1,20 @@
 """Notification settings of the caller's portal, and a card's notification log."""
 from __future__ import annotations
 
-from flask import g, request
-from flask_smorest import Blueprint
+from flask import g
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from api.auth import require_api_key
-from api.errors import ApiError
+from api.auth import require_api_key, requires
+from api.jsonio import ApiBlueprint, json_object
 from api.ledger import cards
-from api.models import Notification
+from api.models import Notification, NotificationSettings
+from api.schemas import UtcDateTime
+from api.documents import read_versioned
+from api.views import CARD_NUMBER, fails
+from api.views.rules import ETAG_DOC, IF_MATCH, if_match
 from notifications import settings
 
-bp = Blueprint("notifications", __name__, url_prefix="/api/v1",
+bp = ApiBlueprint("notifications", __name__, url_prefix="/api/v1",
                description="Notification settings and log")
 bp.before_request(require_api_key)
 PAGE_MAX = 100
@@ -27,8 +30,8 @@ class NotificationOut(Schema):
     provider_message_id = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     attempts = fields.Integer()
-    created_at = fields.DateTime()
-    sent_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    sent_at = UtcDateTime(allow_none=True)
 
 
 class NotificationPage(Schema):
@@ -36,6 +39,25 @@ class NotificationPage(Schema):
     page = fields.Integer()
     per_page = fields.Integer()
     has_more = fields.Boolean()
+
+
+class SettingsOut(Schema):
+    """As GET shows them; see the README for each field."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    unisender_api_key = fields.String(allow_none=True, metadata={"example": "••••1a2b"})
+    go_api_key = fields.String(allow_none=True)
+    go_host = fields.String()
+    sender_email = fields.String(allow_none=True)
+    sender_name = fields.String()
+    sms_sender = fields.String(allow_none=True)
+    chat_method = fields.String()
+    expiry_warning_days = fields.Integer()
+    timeline = fields.Boolean()
+    notices = fields.Dict(keys=fields.String(), values=fields.Boolean())
+    templates = fields.Dict(keys=fields.String(), values=fields.Dict())
 
 
 class PageQuery(Schema):
@@ -46,26 +68,45 @@ class PageQuery(Schema):
     per_page = fields.Integer(load_default=50, validate=validate.Range(1, PAGE_MAX))
 
 
+def tagged_current():
+    document, version = read_versioned(NotificationSettings, g.portal,
+                                       lambda: settings.load(g.portal))
+    return settings.masked(document), 200, {"ETag": f'"{version}"'}
+
+
+# Documented, not dumped through SettingsOut: a setting added later is never dropped.
+SETTINGS_DOC = {"responses": {"200": {
+    "description": "The settings, keys masked.", **ETAG_DOC,
+    "content": {"application/json": {"schema": SettingsOut}}}}}
+
+
 @bp.route("/settings/notifications", methods=["GET"])
+@bp.doc(**SETTINGS_DOC)
+@fails()
+@requires("admin")
 def get_settings():
-    """The settings; the UniSender keys only masked (••••last4)."""
-    return settings.masked(settings.load(g.portal))
+    """The notification settings; UniSender keys only masked, ••••last4 (scope: admin)"""
+    return tagged_current()
 
 
 @bp.route("/settings/notifications", methods=["PUT"])
 @bp.doc(requestBody={"content": {"application/json": {"schema": {"type": "object"}}},
-                     "description": "Any subset of the fields; a masked key sent back is kept."})
+                     "description": "Any subset of the fields; a masked key sent back is kept."},
+        parameters=[IF_MATCH], **SETTINGS_DOC)
+@fails("invalid_json", "validation_error", "version_conflict")
+@requires("admin")
 def put_settings():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "Ожидается объект JSON.")
-    return settings.masked(settings.save(g.portal, body, actor=g.actor))
+    """Change notification settings (scope: admin)"""
+    settings.save(g.portal, json_object(), actor=g.actor, expected_version=if_match())
+    return tagged_current()
 
 
-@bp.route("/cards/<number>/notifications", methods=["GET"])
+@bp.route("/cards/<number>/notifications", methods=["GET"], parameters=CARD_NUMBER)
 @bp.arguments(PageQuery, location="query")
 @bp.response(200, NotificationPage)
+@fails("validation_error", "card_not_found")
 def card_notifications(args, number):
+    """A card's notification log, newest first (scope: read)"""
     card = cards.find_by_phone(g.portal, number)
     page, per_page = args["page"], args["per_page"]
     rows = list(Notification.select().where(Notification.card == card)

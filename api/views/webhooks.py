@@ -3,18 +3,27 @@ from __future__ import annotations
 
 import json
 
-from flask import current_app, g
-from flask_smorest import Blueprint
+from flask import current_app, g, request
 from marshmallow import Schema, fields, validate
 
 from api import schemas
 from api.auth import require_api_key
+from api.errors import ApiError
+from api.jsonio import ApiBlueprint
 from api.webhooks import subscriptions
 from api.webhooks.events import EVENTS
 
-bp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
+bp = ApiBlueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                description="Webhooks out: signed events about cards and bonuses")
 bp.before_request(require_api_key)
+bp.required_scope = "admin"  # api.auth: settings and bulk personal data
+
+
+@bp.before_request
+def _id_in_range():
+    # An id past the column is no subscription (SQLite raised OverflowError: a 500).
+    if (request.view_args or {}).get("sub_id", 0) > schemas.INT32_MAX:
+        raise ApiError(404, "not_found", "No such webhook subscription.")
 
 
 class SubscriptionIn(schemas.StrictSchema):
@@ -40,7 +49,7 @@ class Subscription(Schema):
     status = fields.String()
     paused_reason = fields.String(allow_none=True)
     failures = fields.Integer()
-    created_at = fields.DateTime()
+    created_at = schemas.UtcDateTime()
     secret = fields.String(metadata={"description": "Only in the answer to the creation."})
 
 
@@ -50,7 +59,7 @@ class SubscriptionList(Schema):
 
 class Attempt(Schema):
     id = fields.Integer()
-    at = fields.DateTime()
+    at = schemas.UtcDateTime()
     event_id = fields.String()
     type = fields.String()
     ok = fields.Boolean()

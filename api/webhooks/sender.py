@@ -6,6 +6,7 @@
 - At least once: a row is claimed for CLAIM_S before the request; a worker that dies
   after sending but before recording leaves the claim to lapse, and the row is sent
   again with the same `webhook-id`, which the receiver uses to drop the repeat.
+- Throughput: a pass sends its rows (at most one per card) on SEND_THREADS threads.
 - Failures: doubling waits from FIRST_RETRY_S; after GIVE_UP_S since the event the
   delivery is `failed`. A subscription with PAUSE_FAILURES failed attempts in a row over
   at least PAUSE_AFTER_S is paused (its deliveries wait) and the portal's admin is told.
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import certifi
@@ -42,48 +45,66 @@ PASSES_MAX = 50  # per call: a stream advances one delivery per pass
 ERROR_BODY_MAX = 300
 POOLS_MAX = 64
 USER_AGENT = "loyalty-webhooks/1"
+SEND_THREADS = 8
 
 _pools: OrderedDict = OrderedDict()
+_pools_lock = threading.Lock()
+_threads: ThreadPoolExecutor | None = None
 
 
 def deliver_due(config, *, now: datetime | None = None, limit: int = 200) -> int:
-    """Send what is due, pass after pass while there is some; return how many were tried."""
+    """Send what is due, pass after pass while there is some; return how many were tried.
+
+    A pass claims the due heads in one statement, POSTs them in parallel (threads do
+    HTTP only, never the database) and records the pass in one transaction.
+    """
     tried = 0
     for _ in range(PASSES_MAX):
-        ids = _heads(now or utcnow(), limit)
-        if not ids:
+        at = now or utcnow()
+        rows = claim(at, limit)
+        if not rows:
             break
-        for delivery_id in ids:
-            tried += deliver(delivery_id, config, now=now)
+        results = _executor().map(lambda row: send(row.subscription, row.event, config), rows)
+        record([(row, *result) for row, result in zip(rows, results)], now=at)
+        tried += len(rows)
     return tried
 
 
-def _heads(now: datetime, limit: int) -> list[int]:
+def _executor() -> ThreadPoolExecutor:
+    global _threads
+    if _threads is None:
+        _threads = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="webhook")
+    return _threads
+
+
+def _heads(now: datetime, limit: int):
     """The oldest pending delivery of each (active subscription, card) that is due."""
     D = WebhookDelivery
     heads = (D.select(fn.MIN(D.id)).join(WebhookSubscription)
              .where((D.status == "pending") & (WebhookSubscription.status == "active"))
              .group_by(D.subscription, D.stream))
-    free = D.claimed_until.is_null() | (D.claimed_until < now)
-    due = (D.select(D.id).where(D.id.in_(heads) & (D.next_attempt_at <= now) & free)
-           .order_by(D.id).limit(limit))
-    return [row.id for row in due]
+    return (D.select(D.id).where(D.id.in_(heads) & (D.next_attempt_at <= now) & _free(now))
+            .order_by(D.id).limit(limit))
 
 
-def deliver(delivery_id: int, config, *, now: datetime | None = None) -> bool:
-    """Claim and send one delivery; False when another worker has it."""
-    now = now or utcnow()
+def _free(now: datetime):
+    return WebhookDelivery.claimed_until.is_null() | (WebhookDelivery.claimed_until < now)
+
+
+def claim(now: datetime, limit: int) -> list[WebhookDelivery]:
+    """Claim due heads for CLAIM_S in one statement; RETURNING says which this worker
+    won, so a racing worker never takes the same row."""
     D = WebhookDelivery
-    claimed = D.update(claimed_until=now + timedelta(seconds=CLAIM_S), attempts=D.attempts + 1).where(
-        (D.id == delivery_id) & (D.status == "pending")
-        & (D.claimed_until.is_null() | (D.claimed_until < now))).execute()
-    if claimed != 1:
-        return False
-    row = (D.select(D, WebhookEvent, WebhookSubscription).join(WebhookEvent)
-           .switch(D).join(WebhookSubscription).where(D.id == delivery_id).get())
-    status, elapsed_ms, error = send(row.subscription, row.event, config)
-    record(row, status, elapsed_ms, error, now=now)
-    return True
+    ids = [row.id for row in _heads(now, limit)]
+    if not ids:
+        return []
+    won = [row.id for row in D.update(claimed_until=now + timedelta(seconds=CLAIM_S),
+                                      attempts=D.attempts + 1).where(
+        D.id.in_(ids) & (D.status == "pending") & _free(now)).returning(D.id).execute()]
+    if not won:
+        return []
+    return list(D.select(D, WebhookEvent, WebhookSubscription).join(WebhookEvent)
+                .switch(D).join(WebhookSubscription).where(D.id.in_(won)).order_by(D.id))
 
 
 def body_of(event: WebhookEvent) -> bytes:
@@ -131,43 +152,63 @@ def _host_header(target: urls.Target) -> str:
 def _pool(target: urls.Target):
     """A kept-alive pool to the checked address; https verifies the certificate of the name."""
     key = (target.scheme, target.ip, target.port, target.host)
+    with _pools_lock:
+        return _pools_get(key, target)
+
+
+def _pools_get(key, target: urls.Target):
     pool = _pools.pop(key, None)
     if pool is None:
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
         if target.scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
-                target.ip, target.port, timeout=timeout, maxsize=2, retries=False,
+                target.ip, target.port, timeout=timeout, maxsize=SEND_THREADS, retries=False,
                 server_hostname=target.host, assert_hostname=target.host,
                 cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
         else:
-            pool = urllib3.HTTPConnectionPool(target.ip, target.port, timeout=timeout, maxsize=2,
-                                              retries=False)
+            pool = urllib3.HTTPConnectionPool(target.ip, target.port, timeout=timeout,
+                                              maxsize=SEND_THREADS, retries=False)
     _pools[key] = pool
     while len(_pools) > POOLS_MAX:
         _pools.popitem(last=False)[1].close()
     return pool
 
 
-def record(row: WebhookDelivery, status: int | None, elapsed_ms: int, error: str | None, *,
-           now: datetime) -> None:
-    """Log the attempt and move the delivery and its subscription on, in one transaction."""
-    D, S = WebhookDelivery, WebhookSubscription
+def record(results: list[tuple], *, now: datetime) -> None:
+    """Log a pass's attempts and move its deliveries and subscriptions on, in one
+    transaction: (row, HTTP status, ms, error) each."""
+    D = WebhookDelivery
     with db.atomic():
-        WebhookAttempt.create(subscription=row.subscription_id, delivery=row.id, at=now,
-                              status_code=status, response_ms=elapsed_ms, error=error)
-        if error is None:
+        WebhookAttempt.insert_many([
+            {"subscription": row.subscription_id, "delivery": row.id, "at": now,
+             "status_code": status, "response_ms": ms, "error": error}
+            for row, status, ms, error in results]).execute()
+        sent: dict[int, list[int]] = {}
+        for row, status, _ms, error in results:
+            if error is None:
+                sent.setdefault(status, []).append(row.id)
+            else:
+                _failed(row, status, error, now)
+        for status, ids in sent.items():
             D.update(status="sent", sent_at=now, last_status=status, last_error=None,
-                     claimed_until=None).where(D.id == row.id).execute()
-            S.update(failures=0, failing_since=None).where(S.id == row.subscription_id).execute()
-            return
-        gave_up = now - row.created_at >= timedelta(seconds=GIVE_UP_S)
-        D.update(status="failed" if gave_up else "pending", last_status=status, last_error=error,
-                 claimed_until=None,
-                 next_attempt_at=now + backoff(row.attempts, first_s=FIRST_RETRY_S,
-                                               max_s=RETRY_MAX_S)).where(D.id == row.id).execute()
-        S.update(failures=S.failures + 1, failing_since=fn.COALESCE(S.failing_since, now)).where(
-            S.id == row.subscription_id).execute()
-        _pause_if_failing(S.get_by_id(row.subscription_id), now)
+                     claimed_until=None).where(D.id.in_(ids)).execute()
+        recovered = {row.subscription_id for row, *_rest, error in results
+                     if error is None and row.subscription.failures}
+        if recovered:
+            WebhookSubscription.update(failures=0, failing_since=None).where(
+                WebhookSubscription.id.in_(recovered)).execute()
+
+
+def _failed(row: WebhookDelivery, status: int | None, error: str, now: datetime) -> None:
+    D, S = WebhookDelivery, WebhookSubscription
+    gave_up = now - row.created_at >= timedelta(seconds=GIVE_UP_S)
+    D.update(status="failed" if gave_up else "pending", last_status=status, last_error=error,
+             claimed_until=None,
+             next_attempt_at=now + backoff(row.attempts, first_s=FIRST_RETRY_S,
+                                           max_s=RETRY_MAX_S)).where(D.id == row.id).execute()
+    S.update(failures=S.failures + 1, failing_since=fn.COALESCE(S.failing_since, now)).where(
+        S.id == row.subscription_id).execute()
+    _pause_if_failing(S.get_by_id(row.subscription_id), now)
     log.warning("webhook %s to subscription %s failed: %s", row.event.event_id,
                 row.subscription_id, error)
 

@@ -1,5 +1,6 @@
 /* The pages' only script: fit the Bitrix24 frame, stop double submits, live template
-   preview. Everything works without it; the BX24 library is optional (it may fail to load). */
+   preview, go on after an action. Everything works without it; the BX24 library is
+   optional (it may fail to load). */
 (function () {
   "use strict";
 
@@ -56,6 +57,18 @@
     });
   }
 
+  function meta(name) {
+    var el = document.querySelector("meta[name=" + name + "]");
+    return el ? el.content : "";
+  }
+
+  // After an action the server answers a page that posts on to the next one (the token
+  // stays out of URLs); without this script its button does the same.
+  function continueAtOnce() {
+    var next = document.querySelector("form[data-auto]");
+    if (next) { next.submit(); }
+  }
+
   function livePreview() {
     var form = document.getElementById("template-form");
     if (!form || !window.fetch) { return; }
@@ -63,10 +76,6 @@
     var timer = null;
     var update = function () {
       var body = new URLSearchParams(new FormData(form));
-      var meta = function (name) {
-        var el = document.querySelector("meta[name=" + name + "]");
-        return el ? el.content : "";
-      };
       fetch(form.getAttribute("data-preview"), {
         method: "POST", body: body, credentials: "omit",
         headers: {"X-Loyalty-Token": meta("loyalty-token"), "X-CSRF-Token": meta("loyalty-csrf")}
@@ -95,6 +104,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    continueAtOnce();
     guardDoubleSubmit();
     livePreview();
     if (window.MutationObserver) {

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import pytest
 import responses
-from b24fake import APP_TOKEN, ENDPOINT, MEMBER
+from b24fake import APP_TOKEN, CLIENT_ID, ENDPOINT, MEMBER
 from flask import request
 from test_pages import FRAME_FORM, QUERY, PagesPortal
 from werkzeug.serving import make_server
@@ -125,7 +125,7 @@ def live(tmp_path):
         fake = PagesPortal(rsps)
         app = create_app({"TESTING": True, "SECRET_KEY": "browser-secret",
                           "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.sqlite3'}",
-                          "B24_CLIENT_ID": "local.test", "B24_CLIENT_SECRET": "client-secret-xyz",
+                          "B24_CLIENT_ID": CLIENT_ID, "B24_CLIENT_SECRET": "client-secret-xyz",
                           "PUBLIC_URL": "https://loyalty.example.com"})
         app.add_url_rule("/__host", "test_host", host_page)
         db.connect(reuse_if_open=True)

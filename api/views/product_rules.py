@@ -1,0 +1,31 @@
+"""Earning rules per product and product section (api.product_rules)."""
+from __future__ import annotations
+
+from flask import g, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from api import product_rules
+from api.auth import require_api_key
+
+bp = Blueprint("product_rules", __name__, url_prefix="/api/v1/rules/products",
+               description="Percent, exclusion and bonus share per product or section")
+bp.before_request(require_api_key)
+
+
+class RuleSet(Schema):
+    rules = fields.List(fields.Nested(product_rules.RuleSchema))
+
+
+@bp.route("", methods=["GET"])
+@bp.response(200, RuleSet)
+def show():
+    return {"rules": product_rules.load(g.portal)}
+
+
+@bp.route("", methods=["PUT"])
+@bp.doc(requestBody={"content": {"application/json": {"schema": RuleSet}}})
+@bp.response(200, RuleSet)
+def replace():
+    """Replace the whole list; a product rule wins over its section's."""
+    return {"rules": product_rules.save(g.portal, request.get_json(silent=True), g.actor)}
