@@ -11,6 +11,7 @@ the phone is then free to start a new card.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 
@@ -53,10 +54,28 @@ def anonymise(portal: Portal, number: str, *, actor: str, reason: str,
                     middle_name=None, email=None, birthdate=None, birthday_md=None,
                     search_text="", status=ANONYMISED, updated_at=now).where(
             Card.id == card.id).execute()
-        CardMark.insert(card=card, kind=ANONYMISED, created_at=now).on_conflict_ignore().execute()
+        CardMark.insert(card=card, kind=ANONYMISED, created_at=now,
+                        note=contact_tag(portal, card.contact_id) if card.contact_id else None
+                        ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.anonymise", target=audit.card_target(card),
                      source=source, details={"reason": reason.strip()}, now=now)
     return Card.get_by_id(card.id)
+
+
+def contact_tag(portal: Portal | int, contact_id: int) -> str:
+    """What we keep of a forgotten client's contact: enough to recognise it when the sync
+    reads it again from the CRM (and not copy it back), not its id in the clear."""
+    return "c:" + hashlib.sha256(f"{getattr(portal, 'id', portal)}:{contact_id}".encode()).hexdigest()
+
+
+def without_forgotten(portal: Portal, rows: list) -> list:
+    """The contact rows of a sync page minus those of forgotten clients (scheduler.client_copy)."""
+    tags = {contact_tag(portal, int(row["ID"])): row for row in rows if str(row.get("ID")).isdigit()}
+    if not tags:
+        return rows
+    forgotten = {mark.note for mark in CardMark.select(CardMark.note).where(
+        (CardMark.kind == ANONYMISED) & CardMark.note.in_(list(tags)))}
+    return [row for tag, row in tags.items() if tag not in forgotten] if forgotten else rows
 
 
 def _replace(model, column, needle: str, alias: str, where):
