@@ -242,20 +242,30 @@ def _plan(line: Line, state: _State) -> tuple[Outcome, int | None, dict]:
     return Outcome(line.line, line.number, status, card=card.number), None, fill
 
 
+CARD_COLUMNS = ("portal_id", "number", "contact_id", "tier", "status", "balance_kop",
+                "purchases_kop", "created_at", "updated_at", "search_text", "last_name",
+                "first_name", "middle_name", "email", "birthdate", "client_category",
+                "birthday_md")
+
+
 def _create_cards(portal: Portal, new: list[tuple[Line, int | None]], rules,
                   now: datetime) -> dict[str, Card]:
-    """The chunk's new cards in one INSERT (a row at a time costs more than the rest of
-    the import), read back for their ids. Created in this transaction, they need no lock."""
+    """The chunk's new cards in one executemany (through peewee's query builder 500 rows
+    cost more than the rest of the import), read back for their ids. Created in this
+    transaction, they need no lock. Values are bound as the ledger binds them (api.ledger.sql)."""
     if not new:
         return {}
-    rows = []
+    marks = ", ".join(["%s" if sql.dialect().postgres else "?"] * len(CARD_COLUMNS))
+    columns = ", ".join(f'"{name}"' for name in CARD_COLUMNS)
+    text = f'INSERT INTO "card" ({columns}) VALUES ({marks})'
+    stamp, rows = sql.timestamp(now), []
     for line, contact_id in new:
-        profile = {**line.profile, "birthday_md": cards_mod.month_day(line.profile["birthdate"])}
-        rows.append({"portal": portal, "number": line.number, "contact_id": contact_id,
-                     "tier": rules.tiers[0].name, "status": "active", "balance_kop": 0,
-                     "purchases_kop": 0, "created_at": now, "updated_at": now,
-                     "search_text": cards_mod.search_text(profile), **profile})
-    Card.insert_many(rows).execute()
+        p = line.profile
+        rows.append((portal.id, line.number, contact_id, rules.tiers[0].name, "active", 0, 0,
+                     stamp, stamp, cards_mod.search_text(p), p["last_name"], p["first_name"],
+                     p["middle_name"], p["email"], p["birthdate"] and sql.day(p["birthdate"]),
+                     p["client_category"], cards_mod.month_day(p["birthdate"])))
+    db.cursor().executemany(text, rows)
     numbers = [line.number for line, _ in new]
     return {c.number: c for c in Card.select().where((Card.portal == portal)
                                                      & Card.number.in_(numbers))}
