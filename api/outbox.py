@@ -14,7 +14,11 @@ def enqueue(portal: Portal, key: str, calls: dict[str, tuple[str, dict]]) -> Non
         return
     if len(calls) > 50:
         raise ValueError("one outbox row is one batch: at most 50 calls")
-    Outbox.insert(portal=portal, key=key[:KEY_MAX_LEN],
+    if len(key) > KEY_MAX_LEN:
+        # Cut short, two causes would share a row and the second's writes be dropped:
+        # callers derive long keys by hashing (notifications.followup.notice_key).
+        raise ValueError(f"outbox key longer than {KEY_MAX_LEN}")
+    Outbox.insert(portal=portal, key=key,
                   calls=json.dumps({k: [m, p] for k, (m, p) in calls.items()},
                                    ensure_ascii=False, default=str)
                   ).on_conflict_ignore().execute()

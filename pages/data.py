@@ -99,7 +99,7 @@ def _dry_run(digest: str, categories: list[str]):
     return web.render("data.html", active="data", trail=[], report=report,
                       apply_url=web.page_url("pages_data.apply", digest=digest),
                       report_url=web.page_url("pages_data.report_csv", digest=digest,
-                                              categories=joined),
+                                              categories=joined, _get=1),
                       hidden={"categories": joined}, start=date.today(), end=date.today())
 
 

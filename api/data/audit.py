@@ -146,6 +146,10 @@ def with_key_label(actor: str) -> str:
 
 def _request_target(portal: Portal, view_args: dict) -> str | None:
     """A card by its id, never by its number (the number is the client's phone)."""
+    from flask import g
+
+    if getattr(g, "card_id", None) is not None:  # the card the operation held (api.views)
+        return card_target(g.card_id)
     number = view_args.get("number")
     if number is None:
         card_id = view_args.get("card_id")

@@ -150,7 +150,7 @@ def _write(output: str | None, header, rows) -> int:
 
 
 @export_group.command("cards", help="Every card with balance, tier and totals.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 def export_cards(member_id: str, output: str | None):
     with connection():
@@ -159,8 +159,9 @@ def export_cards(member_id: str, output: str | None):
 
 
 @export_group.command("movements", help="Every ledger entry of a period (UTC days).")
-@click.option("--portal", "member_id", required=True)
-@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="The first day, included.")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="The last day, included.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
@@ -175,7 +176,7 @@ def export_movements(member_id: str, start, end, output: str | None):
 
 @data_cli.command("forget", help="Forget a client (152-FZ): erase personal data, keep the ledger.")
 @click.argument("phone")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--reason", required=True, help="Why (the request's reference): recorded.")
 def forget_command(phone: str, member_id: str, reason: str):
     from api.ledger.cards import card_number
@@ -192,7 +193,7 @@ def forget_command(phone: str, member_id: str, reason: str):
 
 
 @data_cli.command("audit", help="The audit trail as CSV, newest first.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--action", default=None, help="Only actions starting with this.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 def audit_command(member_id: str, action: str | None, output: str | None):
@@ -203,7 +204,7 @@ def audit_command(member_id: str, action: str | None, output: str | None):
 
 
 @data_cli.command("reconcile", help="Compare our card, balance and tier with every contact; repair.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 def reconcile_command(member_id: str):
     from flask import current_app
 

@@ -90,6 +90,7 @@ def _scrub_text(portal: Portal, card: Card, needles: list[str], alias: str) -> N
         _replace(Entry, Entry.idempotency_key, needle, alias, Entry.card == card.id)
         _replace(Entry, Entry.comment, needle, alias, Entry.card == card.id)
         _replace(Operation, Operation.result, needle, alias, Operation.card == card.id)
+        _replace(Operation, Operation.key, needle, alias, Operation.card == card.id)
         _replace(Outbox, Outbox.calls, needle, alias, Outbox.portal == portal)
         _replace(ActivityRun, ActivityRun.return_values, needle, alias,
                  ActivityRun.portal == portal)
@@ -97,6 +98,7 @@ def _scrub_text(portal: Portal, card: Card, needles: list[str], alias: str) -> N
     names = [n for n in (card.last_name, card.first_name, card.middle_name) if n]
     for name in names:  # staff wrote reasons and comments about this client's own entries
         _replace(Entry, Entry.comment, name, ERASED, Entry.card == card.id)
+        _replace(Operation, Operation.result, name, ERASED, Operation.card == card.id)
     _scrub_outbox(portal, card, alias, names)
 
 

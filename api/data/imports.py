@@ -281,16 +281,16 @@ def _update(portal: Portal, line: Line, fill: dict, state: _State, rules, actor:
 
 
 def _open(card: Card, line: Line, rules, actor: str, now: datetime) -> None:
-    """The one `import` entry: the balance as a lot, the purchases onto the tier."""
+    """The one `import` entry: the balance as a lot, the purchases onto the tier (moved in
+    the entry's own statement: `post(purchases=…)`)."""
+    purchases = card.purchases_kop + line.purchases_kop
     entry = post(card, IMPORT, line.balance_kop, key=import_key(card), actor=actor, now=now,
+                 purchases=(purchases, rules.tier_for(purchases).name),
                  purchase_kop=line.purchases_kop, comment=COMMENT)
     if line.balance_kop > 0:
         expires_at = (datetime.combine(line.expiry, time()) if line.expiry
                       else now + timedelta(days=rules.bonus_lifetime_days))
         lots.open_lot(card, entry, line.balance_kop, now, 0, expires_at=expires_at)
-    purchases = card.purchases_kop + line.purchases_kop
-    sql.run("set_purchases", purchases, rules.tier_for(purchases).name, sql.timestamp(now),
-            card.id)
 
 
 def _chunk(portal: Portal, lines: list[Line], rules, apply: bool, actor: str,
