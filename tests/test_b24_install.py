@@ -213,3 +213,9 @@ def test_the_fake_batch_runs_50_and_halts_like_the_portal(b24, installed, app):
                           halt=True)
     assert "a" in halted.errors and "b" not in halted.results  # never ran
     assert b24client.BATCH_COMMANDS_MAX == 50
+
+
+def test_every_contact_field_code_fits_the_portals_limit():
+    from activities.contacts import UF_CODE_MAX, UF_PREFIX, USER_FIELDS
+
+    assert all(len(UF_PREFIX + name) <= UF_CODE_MAX for name, _, _ in USER_FIELDS)

@@ -74,9 +74,9 @@ def _ttl(expires_in_s) -> int:
 
 
 @idempotency.retried_on_race
-def hold(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
+def hold(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
          reference: str | None = None, expires_in_s: int | None = None,
-         now: datetime | None = None) -> Outcome:
+         now: datetime | None = None, follow=None) -> Outcome:
     key, now, ttl = idempotency.check_key(key), now or utcnow(), _ttl(expires_in_s)
     if amount_kop <= 0:
         raise InvalidInput({"amount": "Сумма резерва должна быть больше нуля."})
@@ -84,11 +84,11 @@ def hold(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
                "expires_in_s": ttl}
     with db.atomic():
         card = operations.lock_card(portal, number)
-        seen = idempotency.replay(portal, key, HOLD, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, HOLD, request, card)
+        if isinstance(claim, Outcome):
+            return claim
         operations._check_active(card)
-        operations.expire_card(card, now)
+        operations.expire_card(card, now, claim=claim)
         available = card.balance_kop - held_kop(card.id, now)
         if amount_kop > available:
             raise InsufficientBalance(max(available, 0))
@@ -97,7 +97,7 @@ def hold(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
         row.card = card
         result = {**shown(row, now), "balance_kop": card.balance_kop,
                   "available_kop": available - amount_kop}
-        return idempotency.record(portal, key, HOLD, request, card, result)
+        return idempotency.finish(claim, result, card, follow)
 
 
 def _locked(portal: Portal, hold_id: int) -> Hold:
@@ -118,16 +118,16 @@ def _check_open(row: Hold, now: datetime) -> None:
 
 
 @idempotency.retried_on_race
-def capture(portal: Portal, hold_id: int, *, key: str, actor: str, amount_kop: int | None = None,
-            now: datetime | None = None) -> Outcome:
+def capture(portal: Portal, hold_id: int, *, key, actor: str, amount_kop: int | None = None,
+            now: datetime | None = None, follow=None) -> Outcome:
     """Debit the hold (all, or `amount_kop` of it) and free the rest, in one transaction."""
     key, now = idempotency.check_key(key), now or utcnow()
     request = {"hold": hold_id, "amount_kop": amount_kop}
     with db.atomic():
         row = _locked(portal, hold_id)
-        seen = idempotency.replay(portal, key, CAPTURE, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, CAPTURE, request, row.card)
+        if isinstance(claim, Outcome):
+            return claim
         _check_open(row, now)
         amount = row.amount_kop if amount_kop is None else amount_kop
         if not 0 < amount <= row.amount_kop:
@@ -135,32 +135,35 @@ def capture(portal: Portal, hold_id: int, *, key: str, actor: str, amount_kop: i
         # Closed first, so the debit below no longer counts this hold as reserved.
         Hold.update(status="captured", captured_kop=amount, closed_at=now).where(
             Hold.id == row.id).execute()
-        debit = operations.debit(portal, row.card.number, amount, key=f"{key}:debit",
-                                 actor=actor, reference=row.reference,
-                                 comment=f"Списание резерва {row.id}", now=now).result
+        # A hold is captured once (it is closed now), so its debit's key is the hold's own.
+        debited = operations.debit(portal, row.card.number, amount,
+                                   key=idempotency.system(f"hold:{row.id}:capture"), actor=actor,
+                                   reference=row.reference, comment=f"Списание резерва {row.id}",
+                                   now=now)
+        debit = debited.result
         Hold.update(capture_entry=debit["entry_id"]).where(Hold.id == row.id).execute()
         row.status, row.captured_kop, row.closed_at = "captured", amount, now
         result = {**shown(row, now), "debited_kop": amount,
                   "entry_id": debit["entry_id"], "balance_kop": debit["balance_kop"],
                   "tier": debit["tier"], "kind": "debit", "amount_kop": -amount,
                   "card_number": row.card.number}
-        return idempotency.record(portal, key, CAPTURE, request, row.card, result)
+        return idempotency.finish(claim, result, debited.card or row.card, follow)
 
 
 @idempotency.retried_on_race
-def release(portal: Portal, hold_id: int, *, key: str, actor: str,
-            now: datetime | None = None) -> Outcome:
+def release(portal: Portal, hold_id: int, *, key, actor: str,
+            now: datetime | None = None, follow=None) -> Outcome:
     key, now = idempotency.check_key(key), now or utcnow()
     request = {"hold": hold_id}
     with db.atomic():
         row = _locked(portal, hold_id)
-        seen = idempotency.replay(portal, key, RELEASE, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, RELEASE, request, row.card)
+        if isinstance(claim, Outcome):
+            return claim
         _check_open(row, now)
         Hold.update(status="released", closed_at=now).where(Hold.id == row.id).execute()
         row.status, row.closed_at = "released", now
-        return idempotency.record(portal, key, RELEASE, request, row.card, shown(row, now))
+        return idempotency.finish(claim, shown(row, now), row.card, follow)
 
 
 def of_card(card, now: datetime | None = None) -> list[Hold]:
