@@ -30,13 +30,16 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50) -> int:
+def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50,
+                portal=None) -> int:
     now = now or utcnow()
     recover_stuck(now)
     due = (Notification.select(Notification.id)
            .where((Notification.status == "pending") & Notification.channel.in_(CHANNELS)
                   & (Notification.next_attempt_at <= now))
            .order_by(Notification.id).limit(limit))
+    if portal is not None:
+        due = due.where(Notification.portal == portal)
     return sum(1 for row in list(due) if deliver(row.id, config, now=now, session=session))
 
 

@@ -91,14 +91,14 @@ def _complete_errors(paths: dict) -> None:
 
 def _money_properties(self, field, ret, **kwargs) -> dict:
     if isinstance(field, Money):
-        sign = "" if field.allow_negative else " Never negative."
-        return {"type": "string", "pattern": ("^-?" if field.allow_negative else "^") + MONEY_DIGITS,
-                "example": "1500.50",
+        never = "" if field.allow_negative else " Never negative."
+        sign = "^-?" if field.allow_negative else "^"
+        return {"type": "string", "pattern": sign + MONEY_DIGITS, "example": "1500.50",
                 "description": (field.metadata.get("description", "Roubles.") +
                                 " A decimal string; answers always have two decimals, requests "
                                 "may also send 1500, \"1500,50\", \"1 500,50\" or a JSON number. "
                                 "A comma before exactly three digits (\"1,500\") is refused as "
-                                "ambiguous." + sign)}
+                                "ambiguous." + never)}
     if isinstance(field, Percent):
         return {"type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]{1,2})?$", "example": "5.00"}
     return {}

@@ -17,7 +17,7 @@ bp.before_request(require_api_key)
 def present(card, created: bool = False, program=None) -> dict:
     """The card as the API shows it, with progress to the next tier. A list passes the
     portal's rules once instead of reading them again per card."""
-    program = program or rules.load(card.portal)
+    program = program or rules.for_card(card)  # cached by the token read with the card
     ahead = program.next_tier(card.purchases_kop)
     out = {**card.__data__, "created": created, "next_tier": None}
     if ahead:
