@@ -15,6 +15,7 @@ import click
 from flask.cli import AppGroup
 from flask import current_app, g, request
 
+from api import keycache
 from api.clock import utcnow
 from api.db import connection
 from api.errors import ApiError
@@ -61,11 +62,8 @@ def require_api_key() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthorized",
-                       "An Authorization: Bearer <API key> header is required.")
-    row = (ApiKey.select(ApiKey, Portal).join(Portal)
-           .where((ApiKey.key_hash == hash_key(key.strip())) & ApiKey.revoked_at.is_null())
-           .first())
+        raise ApiError(401, "unauthorized", "An Authorization: Bearer <API key> header is required.")
+    row = keycache.lookup(hash_key(key.strip()))  # cached per process for seconds
     # The lookup is by hash; compare again in constant time so timing tells nothing.
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
         raise ApiError(401, "unauthorized", "The API key is unknown or revoked.")
@@ -81,7 +79,7 @@ def keys_cli():
     pass
 
 
-@keys_cli.command("create")
+@keys_cli.command("create", help="Create a key for a portal; it is printed once.")
 @click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--label", default=None, help="What the key is for (shown in listings).")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
@@ -98,8 +96,8 @@ def create_command(member_id: str, label: str | None, scopes: tuple[str, ...]):
     click.echo(key)
 
 
-@keys_cli.command("list")
-@click.option("--portal", "member_id", required=True)
+@keys_cli.command("list", help="List a portal's keys (prefixes only).")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 def list_command(member_id: str):
     with connection():
         rows = list(ApiKey.select().join(Portal).where(Portal.member_id == member_id))
@@ -110,12 +108,13 @@ def list_command(member_id: str):
     click.echo(f"{len(rows)} key(s) for portal {member_id}.")
 
 
-@keys_cli.command("revoke")
+@keys_cli.command("revoke", help="Revoke the keys that start with PREFIX.")
 @click.argument("prefix")
 def revoke_command(prefix: str):
     with connection():
         count = (ApiKey.update(revoked_at=utcnow())
                  .where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null()).execute())
+    keycache.forget()  # this process at once, the others within keycache.KEY_CACHE_S
     click.echo(f"Revoked {count} key(s) starting with {prefix}.")
 
 

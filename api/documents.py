@@ -55,11 +55,17 @@ def validated(schema: Schema, document: dict, **options) -> dict:
 
 
 def upsert(model, portal: Portal, document: dict, actor: str) -> None:
-    """Store the portal's document (one row a portal), recording who changed it."""
+    """Store the portal's document (one row a portal), recording who changed it; the
+    portal's version token moves in the same transaction (api.versions caches by it)."""
+    from api.versions import bump
+
     data = json.dumps(document, ensure_ascii=False)
-    model.insert(portal=portal, data=data, updated_at=utcnow(), updated_by=actor).on_conflict(
-        conflict_target=[model.portal],
-        update={model.data: data, model.updated_at: utcnow(), model.updated_by: actor}).execute()
+    with db.atomic():
+        bump(portal)
+        model.insert(portal=portal, data=data, updated_at=utcnow(), updated_by=actor).on_conflict(
+            conflict_target=[model.portal],
+            update={model.data: data, model.updated_at: utcnow(), model.updated_by: actor}
+        ).execute()
 
 
 class VersionConflict(Conflict):

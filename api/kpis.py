@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from peewee import fn
 
 from api.clock import utcnow
+from api.ledger import rollups
 from api.models import Card, ClientMonth, DailyStat, ExpiryDay, MonthStat, Notification, Portal
 
 CREDITS = ("accrual", "welcome", "birthday")
@@ -63,6 +64,7 @@ def month_bounds(day: date) -> tuple[date, date]:
 
 
 def period(portal: Portal, start: date, end: date) -> Numbers:
+    rollups.catch_up(portal)  # the rollups are folded after commit: include every movement
     numbers = Numbers(start, end)
     for row in (DailyStat.select(DailyStat.kind, fn.SUM(DailyStat.entries).alias("n"),
                                  fn.SUM(DailyStat.amount_kop).alias("kop"),
@@ -125,6 +127,7 @@ def tiers(portal: Portal) -> dict[str, int]:
 
 def weekly(portal: Portal, start: date, end: date) -> list[tuple[date, int, int]]:
     """[(monday, accrued_kop, debited_kop)] for each week touching the period."""
+    rollups.catch_up(portal)
     weeks: dict[date, list[int]] = {}
     monday = start - timedelta(days=start.weekday())
     while monday < end:
@@ -141,6 +144,7 @@ def weekly(portal: Portal, start: date, end: date) -> list[tuple[date, int, int]
 
 def expiring(portal: Portal, *, days: int = 90, now: datetime | None = None) -> list[tuple[date, int]]:
     """[(monday, kop)] of live bonuses expiring in the next `days`, by week (from ExpiryDay)."""
+    rollups.catch_up(portal)
     today = (now or utcnow()).date()
     weeks: dict[date, int] = {}
     for row in (ExpiryDay.select(ExpiryDay.day, ExpiryDay.live_kop)

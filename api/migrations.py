@@ -10,9 +10,10 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
-from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, NOTIFY_TABLES,
-                        PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES, WORK_TABLES,
-                        ApiKey, B24Event, Card, Outbox, Portal, SchemaVersion)
+from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, LEDGER_TABLES,
+                        NOTIFY_TABLES, OPS_TABLES, PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES,
+                        TABLES, WORK_TABLES, ApiKey, B24Event, Card, NotificationSettings,
+                        Operation, Outbox, Portal, PortalSettings, ProgramRules, SchemaVersion)
 
 
 def _0001_initial():
@@ -47,7 +48,8 @@ def _0004_scheduler():
 class _without_later_columns:
     """Hide the columns added by later migrations while creating the first tables."""
 
-    LATER = {Card: ["birthday_md"], Portal: ["server_endpoint"], ApiKey: ["scopes"]}
+    LATER = {Card: ["birthday_md"], Portal: ["server_endpoint"], ApiKey: ["scopes"],
+             Operation: ["scope", "folded"]}
 
     def __enter__(self):
         self.saved, self.indexes = {}, {}
@@ -122,6 +124,33 @@ def _0011_api():
                                  CharField(max_length=100, default="read write admin")))
 
 
+def _0010_ops():
+    """The scheduler's heartbeat, so `flask --app api doctor` can tell it is alive."""
+    db.create_tables(OPS_TABLES)
+def _0012_ledger():
+    """Key scopes, rollups folded after commit, the settings version token."""
+    migrator = _migrator()
+    # Rows already written were rolled up in their own transaction: folded = 1.
+    apply(migrator.add_column("operation", "scope", CharField(max_length=16, default="client")),
+          migrator.add_column("operation", "folded", IntegerField(default=1)))
+    # Gifts were always the ledger's own keys (welcome:<number>, birthday:<card>:<year>).
+    Operation.update(scope="system").where(Operation.kind.in_(["welcome", "birthday"])).execute()
+    db.execute_sql('DROP INDEX IF EXISTS "operation_portal_id_key"')
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "operation_portal_id_scope_key" '
+                   'ON "operation" ("portal_id", "scope", "key")')
+    # Only operations still to fold: the index stays as small as the backlog.
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "operation_unfolded" ON "operation" '
+                   '("portal_id", "id") WHERE "folded" = 0')
+    db.create_tables(LEDGER_TABLES)
+    from api.versions import bump
+
+    saved = set()
+    for model in (ProgramRules, NotificationSettings, PortalSettings):
+        saved |= {row[0] for row in model.select(model.portal).tuples()}
+    for portal_id in sorted(saved):
+        bump(portal_id)
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -135,6 +164,8 @@ MIGRATIONS = [
     ("0013_data", _0013_data),
     ("0014_follow", _0014_follow),
     ("0011_api", _0011_api),
+    ("0010_ops", _0010_ops),
+    ("0012_ledger", _0012_ledger),
 ]
 
 

@@ -15,7 +15,8 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The root, in place of bench/ itself: bench/http.py would hide the stdlib's http.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from api.db import connect, db, use  # noqa: E402
 from api.migrations import migrate  # noqa: E402

@@ -17,7 +17,8 @@ import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The root, in place of bench/ itself: bench/http.py would hide the stdlib's http.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from api import kpis  # noqa: E402
 from api.db import connect, db, use  # noqa: E402

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the root
+# Run as a script from the root, not from bench/: bench/http.py would hide the stdlib's http.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from peewee import fn  # noqa: E402
 
@@ -385,6 +386,7 @@ def measure_ours(backend, args, picks) -> tuple[Run, str]:
         return run, ledger_check()
     finally:
         database.close()
+        database.close_all()  # a pooled close keeps the connection: drop it for real
 
 
 def measure_raw(backend, args, picks) -> tuple[Run, str, dict]:
@@ -402,6 +404,7 @@ def measure_raw(backend, args, picks) -> tuple[Run, str, dict]:
     finally:
         if not database.is_closed():
             database.close()
+        database.close_all()
 
 
 def measure(backend, args) -> Result:

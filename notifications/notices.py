@@ -2,7 +2,7 @@
 
 E-mail and SMS rows are delivered by notifications.delivery; a chat row becomes a
 Bitrix24 call that the caller puts in its outbox batch (key `notice_<id>`), and
-scheduler.dispatch marks it sent. The row's key is unique per portal, so queueing the
+background.dispatch marks it sent. The row's key is unique per portal, so queueing the
 same cause twice records (and sends) one message.
 """
 from __future__ import annotations
@@ -33,9 +33,14 @@ def record(portal: Portal, card: Card | None, name: str, recipient: str, context
 def insert(portal: Portal, card: Card | None, key: str, channel: str, template: str,
            recipient: str, subject: str | None, body: str, **fields) -> Notification:
     """Record a rendered message once per key; the row for the key is returned either way."""
-    Notification.insert(portal=portal, card=card, key=key[:220], channel=channel,
-                        template=template, recipient=str(recipient)[:254], subject=subject,
-                        body=body, **fields).on_conflict_ignore().execute()
+    row = Notification(portal=portal, card=card, key=key[:220], channel=channel,
+                       template=template, recipient=str(recipient)[:254], subject=subject,
+                       body=body, **fields)
+    made = list(Notification.insert(**{f: getattr(row, f) for f in row.__data__})
+                .on_conflict_ignore().returning(Notification.id).tuples().execute())
+    if made:  # RETURNING: a new row costs one statement, not an insert and a read
+        row.id = made[0][0]
+        return row
     return Notification.get((Notification.portal == portal) & (Notification.key == key[:220]))
 
 

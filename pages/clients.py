@@ -18,6 +18,7 @@ from api.ledger import cards, history, operations, reversals
 from api.ledger import rules as rules_mod
 from api.ledger.errors import CardNotFound, LedgerError
 from api.ledger.money import MoneyError, parse_kop
+from api.ledger import rollups
 from api.models import Card, ClientMonth, Entry, Notification
 from notifications.followup import queue_follow_up
 from pages import roles, web
@@ -52,6 +53,7 @@ def _filters():
         where = clause if where is None else where & clause
     month = request.args.get("month", "")
     if re.fullmatch(r"\d{4}-\d{2}-01", month):
+        rollups.catch_up(g.portal)  # folded after commit (api.ledger.rollups)
         buyers = ClientMonth.select(ClientMonth.card).where(
             (ClientMonth.portal == g.portal) & (ClientMonth.month == month)
             & (ClientMonth.purchases > (1 if request.args.get("repeat") == "1" else 0)))

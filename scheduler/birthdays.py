@@ -19,6 +19,7 @@ from peewee import JOIN
 from api.clock import utcnow
 from api.db import db
 from api.ledger import operations
+from api.ledger.idempotency import system
 from api.ledger import rules as rules_mod
 from api.models import Card, Contact, Notification, Portal
 from notifications import notices
@@ -114,7 +115,7 @@ def _celebrate(portal, card, today, settings, rules, plan, dry_run, now):
         plan.add(f"{client(card)}: birthday e-mail to {card.email}")
     if dry_run:
         return
-    key = f"birthday:{card.id}:{today.year}"
+    key = system(f"birthday:{card.id}:{today.year}")  # ours: no client key can take it
     with db.atomic():
         if bonus:
             result = operations.grant(portal, card.number, operations.BIRTHDAY, bonus, key=key,

@@ -9,6 +9,7 @@ from peewee import fn
 from api.clock import utcnow
 from api.db import db
 from api.ledger import operations
+from api.ledger.idempotency import system
 from api.models import Card, Lot, Portal
 from notifications import notices
 from notifications import settings as settings_mod
@@ -54,7 +55,7 @@ def _expire(portal: Portal, card_id: int, now: datetime, plan: Plan, dry_run: bo
             plan.add(f"card {card.number}: expired {format_bonus(total)}")
             result = {"kind": operations.EXPIRY, "amount_kop": -total, "card_number": card.number}
             queue_follow_up(portal, card, operations.EXPIRY, result,
-                            f"expiry:{card.id}:{now:%Y-%m-%d}")
+                            system(f"expiry:{card.id}:{now:%Y-%m-%d}"))
 
 
 def _warn(portal, card, expires_at, kop, settings, plan, dry_run) -> None:

@@ -8,7 +8,7 @@ import pytest
 from api.db import db
 from api.ledger import cards, history, operations
 from api.ledger.errors import IdempotencyConflict, InsufficientBalance
-from api.models import Card, Entry
+from api.models import Card, Entry, Operation
 
 THREADS = 8
 ATTEMPTS_PER_THREAD = 10
@@ -93,4 +93,4 @@ def test_one_key_raced_on_two_cards_is_a_conflict_not_a_crash(portal, funded_car
     outcomes = run_in_threads(worker, count=4)
     # The winner's card replays for its twin thread; the other card's two get a conflict.
     assert sorted(outcomes) == ["conflict", "conflict", "ok", "ok"]
-    assert Entry.select().where(Entry.idempotency_key == "shared").count() == 1
+    assert Entry.select().join(Operation).where(Operation.key == "shared").count() == 1

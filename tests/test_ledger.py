@@ -241,9 +241,9 @@ def test_history_is_newest_first_and_paged(portal, card):
     for i in range(5):
         accrue(portal, 100_000, f"a{i}", now=T0 + timedelta(minutes=i))
     page, more = history.entries(card, page=1, per_page=3)
-    assert [e.idempotency_key for e in page] == ["a4", "a3", "a2"] and more
+    assert [e.operation.key for e in page] == ["a4", "a3", "a2"] and more
     page, more = history.entries(card, page=2, per_page=3)
-    assert [e.idempotency_key for e in page] == ["a1", "a0"] and not more
+    assert [e.operation.key for e in page] == ["a1", "a0"] and not more
 
 
 def test_rules_validation_names_the_field(portal):

@@ -12,6 +12,7 @@ from test_pages_rules import error_beside
 from api.clock import utcnow
 from api.ledger import cards, operations
 from api.models import Card, Entry, Notification, Outbox
+from notifications.followup import notice_key
 
 PHONE = "+7 916 123-45-67"
 
@@ -80,7 +81,7 @@ def test_an_adjustment_is_confirmed_then_applied_once(admin, card, installed):
         -10_050, "Жалоба клиента", "b24:user_1 Ирина Админова")
     assert Card.get_by_id(card.id).balance_kop == 30_000 - 10_050
     # the follow-up rode in the same transaction: the contact's fields go to Bitrix24
-    assert Outbox.select().where(Outbox.key == f"op:page:{key}").count() == 1
+    assert Outbox.select().where(Outbox.key == notice_key(f"page:{key}", "outbox")).count() == 1
     page = text(admin.follow(first))
     assert page.count('data-kind="adjustment"') == 1 and "Корректировка проведена" in page
 

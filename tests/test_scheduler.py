@@ -10,6 +10,8 @@ import pytest
 from api.db import db
 from api.ledger import cards, operations, rules
 from api.models import Card, Contact, DailyRun, Entry, Notification, Outbox, Portal
+from api.ledger.idempotency import system
+from notifications.followup import notice_key
 from scheduler import birthdays, daily, expiry
 from scheduler.lock import SchedulerLease
 
@@ -43,7 +45,7 @@ def test_day_before_the_manager_on_the_day_the_client_and_a_bonus(portal_b24):
     birthdays.run(portal_b24, date(2027, 5, 17), now=datetime(2027, 5, 17, 6))
     assert templates() == ["birthday_email", "birthday_manager"]
     assert Card.get_by_id(card.id).balance_kop == 50_000
-    assert Entry.get(Entry.kind == "birthday").idempotency_key == f"birthday:{card.id}:2027"
+    assert Entry.get(Entry.kind == "birthday").operation.key == f"birthday:{card.id}:2027"
 
 
 def test_reruns_and_racing_runs_write_nothing_twice(portal_b24):
@@ -135,7 +137,8 @@ def test_expiry_run_expires_and_warns_once_per_card_and_date(portal_b24):
     expiry.run(portal_b24, now=t0 + timedelta(days=366))
     assert Card.get_by_id(card.id).balance_kop == 30_000
     assert Entry.select().where(Entry.kind == "expiry").count() == 1
-    assert Outbox.select().where(Outbox.key.startswith("op:expiry:")).count() == 1  # contact field
+    expired = notice_key(system(f"expiry:{card.id}:2027-01-11"), "outbox")
+    assert Outbox.select().where(Outbox.key == expired).count() == 1  # contact field
 
 
 def test_one_scheduler_per_database(app):
@@ -174,7 +177,10 @@ def test_dry_run_names_each_client_and_the_action(portal_b24):
     assert Notification.select().count() == 0
 
 
-def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24):
+def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24, monkeypatch):
+    from scheduler import cli
+
+    monkeypatch.setattr(cli, "utcnow", lambda: datetime(2027, 3, 1, 9))  # the day itself
     rules.save(portal_b24, {"birthday_bonus": "500"}, actor="t")
     card_born(portal_b24, date(1990, 3, 1))
     result = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01",
@@ -185,4 +191,4 @@ def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24):
     assert "Петрова Анна (card 79161234567): birthday e-mail to anna@example.ru" in result.output
     assert Notification.select().count() == 0 and Entry.select().count() == 0
     done = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01"])
-    assert "did 2 action(s)" in done.output and Entry.select().where(Entry.kind == "birthday").count() == 1
+    assert "2 action(s) due; did 1 ledger entry(ies)" in done.output and Entry.select().where(Entry.kind == "birthday").count() == 1

@@ -9,8 +9,9 @@ from api.clock import utcnow
 from api.db import db
 from api.ledger import rules as rules_mod
 from api.ledger import text
+from api.ledger.idempotency import system
 from api.ledger.errors import CardExists, CardNotFound, InvalidInput, MissingFields
-from api.ledger.operations import WELCOME, grant
+from api.ledger.operations import WELCOME, grant, read_card
 from api.ledger.phones import PhoneError, normalize
 from api.models import Card, Portal
 from api.webhooks import events as webhook_events
@@ -59,7 +60,8 @@ def create_card(portal: Portal, data: dict, *, actor: str,
                                tier=rules.tiers[0].name, created_at=now, updated_at=now,
                                search_text=search_text(profile), **profile)
             if rules.welcome_bonus_kop > 0:
-                grant(portal, number, WELCOME, rules.welcome_bonus_kop, key=f"welcome:{number}",
+                grant(portal, number, WELCOME, rules.welcome_bonus_kop,
+                      key=system(f"welcome:{number}"),
                       actor=actor, comment="Приветственные бонусы", now=now)
             webhook_events.card_created(portal, card.id)
     except IntegrityError:
@@ -122,7 +124,7 @@ def update_profile(card: Card, data: dict, *, now: datetime | None = None) -> Ca
 
 
 def get_card(portal: Portal, number: str) -> Card:
-    card = Card.get_or_none((Card.portal == portal) & (Card.number == number))
+    card = read_card(portal, number)
     if card is None:
         raise CardNotFound(number)
     return card

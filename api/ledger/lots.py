@@ -2,15 +2,17 @@
 so what expires later is exactly what the client has not spent.
 
 The statements every operation runs are in api.ledger.sql; the Lot objects returned
-carry the columns the ledger reads (`id`, `card_id`, `remaining_kop`, and `expires_at`
-where a caller needs it), not necessarily the whole row.
+carry the columns the ledger reads (`id`, `card_id`, `remaining_kop`, `expires_at`),
+not necessarily the whole row.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from api.ledger import rollups, sql
+from api.ledger import sql
 from api.models import Allocation, Card, Entry, Lot
+
+_EXPIRES = Lot.expires_at.python_value  # SQLite hands back text
 
 
 def _lot(**data) -> Lot:
@@ -25,15 +27,34 @@ def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
     expires_at = expires_at or created + timedelta(days=lifetime_days)
     lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
                         sql.timestamp(expires_at))
-    rollups.live(card.portal_id, expires_at.date(), amount_kop)
     return _lot(id=lot_id, card=card.id, entry=entry.id, amount_kop=amount_kop,
                 remaining_kop=amount_kop, expires_at=expires_at)
 
 
+def _read(name: str, card_id: int, *params) -> list[Lot]:
+    return [_lot(id=lot_id, card=card_id, remaining_kop=remaining, expires_at=_EXPIRES(expires))
+            for lot_id, remaining, expires in sql.rows(name, card_id, *params)]
+
+
+def live(card: Card) -> list[Lot]:
+    """The card's lots with bonuses left, oldest-expiring first."""
+    return _read("live_lots", card.id)
+
+
+def split(lots: list[Lot], now: datetime) -> tuple[list[Lot], list[Lot]]:
+    """(due: lifetime over, spendable: not yet), both oldest-expiring first."""
+    return ([lot for lot in lots if lot.expires_at <= now],
+            [lot for lot in lots if lot.expires_at > now])
+
+
 def spendable(card: Card, now: datetime) -> list[Lot]:
     """The card's lots with bonuses left that have not expired, oldest-expiring first."""
-    return [_lot(id=lot_id, card=card.id, remaining_kop=remaining)
-            for lot_id, remaining in sql.rows("spendable_lots", card.id, sql.timestamp(now))]
+    return split(live(card), now)[1]
+
+
+def due(card: Card, now: datetime) -> list[Lot]:
+    """The card's lots with bonuses left whose lifetime is over, oldest-expiring first."""
+    return _read("due_lots", card.id, sql.timestamp(now))
 
 
 def take(entry: Entry, lots, amount_kop: int) -> int:
@@ -46,8 +67,21 @@ def take(entry: Entry, lots, amount_kop: int) -> int:
         if part <= 0:
             continue
         _move(entry, lot.id, -part)
+        lot.remaining_kop -= part
         taken += part
     return taken
+
+
+def take_oldest(card: Card, amount_kop: int, now: datetime) -> int | None:
+    """The whole amount from the oldest live lot, if that lot is not due (so no lot is)
+    and covers it: the lot's id; else None, with nothing changed."""
+    row = sql.row("take_oldest_lot", amount_kop, card.id, amount_kop, sql.timestamp(now))
+    return row[0] if row else None
+
+
+def taken(entry: Entry, lot_id: int, amount_kop: int) -> None:
+    """Record what take_oldest took, once the entry exists."""
+    sql.insert("insert_allocation", entry.id, lot_id, -amount_kop)
 
 
 def give_back(entry: Entry, original: Entry) -> int:
@@ -60,16 +94,7 @@ def give_back(entry: Entry, original: Entry) -> int:
 
 
 def _move(entry: Entry, lot_id: int, delta_kop: int) -> None:
-    """Move a lot's remainder, record the allocation, and keep the expiry rollup in step."""
-    expires_at = sql.row("take_from_lot", -delta_kop, lot_id)[0]
+    """Move a lot's remainder and record the allocation (the expiry rollup is folded
+    from allocations later, api.ledger.rollups)."""
+    sql.run("take_from_lot", -delta_kop, lot_id)
     sql.insert("insert_allocation", entry.id, lot_id, delta_kop)
-    rollups.live(entry.portal_id, sql.date_of(expires_at), delta_kop)
-
-
-def due(card: Card, now: datetime) -> list[Lot]:
-    """The card's lots with bonuses left whose lifetime is over, oldest-expiring first."""
-    to_python = Lot.expires_at.python_value  # SQLite hands back text
-    return [_lot(id=lot_id, card=card.id, remaining_kop=remaining,
-                 expires_at=to_python(expires_at))
-            for lot_id, remaining, expires_at in sql.rows("due_lots", card.id,
-                                                          sql.timestamp(now))]

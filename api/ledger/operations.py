@@ -2,8 +2,12 @@
 
 1. locks the card (row lock on PostgreSQL; SQLite's IMMEDIATE transaction already
    serialises writers), so concurrent operations on a card run one after another;
-2. replays the first answer if the idempotency key was seen (writing nothing);
+2. claims its idempotency key, or replays the first answer if the key was seen
+   (writing nothing; api.ledger.idempotency);
 3. appends entries and moves the cached balance in the same transaction.
+
+The program's numbers (api.ledger.rollups) are not written here: they are folded from
+the committed entries afterwards, so no row is shared by every movement of a portal.
 
 Entries are never updated or deleted; a correction is a new entry.
 
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from peewee import DateField, DateTimeField, IntegrityError
+
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import idempotency, lots, rollups, sql
+from api.ledger import holds, idempotency, lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
@@ -26,9 +32,10 @@ from api.ledger.errors import (
     CardNotFound,
     InsufficientBalance,
     InvalidInput,
+    LedgerError,
     MaxShareExceeded,
 )
-from api.ledger.idempotency import Outcome
+from api.ledger.idempotency import Claim, Outcome
 from api.ledger.money import percent_of
 from api import product_rules
 from api.models import Card, Entry, Portal
@@ -52,32 +59,64 @@ def lock_card(portal: Portal, number: str) -> Card:
     return card
 
 
-# The card columns the operations read: what `_lock` loads (sql "lock_card", same order).
-_LOCKED_COLUMNS = ("id", "portal", "number", "status", "tier", "balance_kop", "purchases_kop")
+# The order of sql "lock_card"'s columns, each with the conversion its raw value needs
+# (SQLite hands dates and times back as text; the rest arrive as Python wants them).
+_CARD_FIELDS = [(f.name, f.python_value if isinstance(f, (DateField, DateTimeField)) else None)
+                for f in Card._meta.sorted_fields]
 # What an entry may carry besides its amount; empty unless given.
 _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "reverses": None,
                    "comment": None}
 
 
 def _lock(portal: Portal, number: str) -> Card:
-    """lock_card for the operations: the same lock, only the columns they read. Any
-    other attribute of this Card reads None, so it is not handed outside the ledger."""
+    """lock_card for the operations, in one statement with the portal's settings token
+    (`card.settings_token`, for api.versions): the follow-up reuses this very Card."""
     row = sql.row("lock_card", sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
+    return _card(row)
+
+
+def read_card(portal: Portal, number: str) -> Card | None:
+    """The card by number, unlocked, with its settings token: one statement, written out
+    (building this SELECT with the query builder cost more than running it)."""
+    row = sql.row("read_card", sql.pk(portal), number)
+    return None if row is None else _card(row)
+
+
+def _card(row: tuple) -> Card:
     card = Card(__no_default__=True)
-    card.__data__ = dict(zip(_LOCKED_COLUMNS, row))
+    card.__data__ = {name: convert(v) if convert and v is not None else v
+                     for (name, convert), v in zip(_CARD_FIELDS, row)}
+    card.settings_token = row[-1]
     return card
 
 
-def post(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: datetime,
+def _rules(card: Card):
+    return rules_mod.for_card(card)
+
+
+def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, actor: str,
+         now: datetime, purchases: tuple[int, str] | None = None, key: str | None = None,
          **fields) -> Entry:
-    """Append one entry and move the cached balance with it; never below zero."""
+    """Append one entry and move the cached balance with it; never below zero.
+    `purchases` (total, tier) moves the card's purchases and tier in the same statement.
+
+    Inside an operation the entry's key derives from the operation's claim. A caller that
+    keys single entries itself (imports, merges: `key=`, its own prefixed namespace) gets
+    a system operation per entry, so the rollups fold its entry like any other."""
+    finish_alone = claim is None
+    if finish_alone:
+        claim = _claim_entry(card, kind, key)
     if amount_kop < 0:
         # Conditional: the rowcount is 0, not a negative balance, if the card can't cover it.
         moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
         if moved != 1:
             raise InsufficientBalance(card.balance_kop)
+    elif purchases is not None:
+        sql.run("credit_purchase", amount_kop, purchases[0], purchases[1], sql.timestamp(now),
+                card.id)
+        card.purchases_kop, card.tier = purchases
     elif amount_kop > 0:
         sql.run("credit_card", amount_kop, sql.timestamp(now), card.id)
     card.balance_kop += amount_kop
@@ -87,48 +126,79 @@ def post(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: d
     data = {**_ENTRY_OPTIONAL, **fields}
     reverses = data["reverses"]
     data["reverses"] = sql.pk(reverses)
-    entry_id = sql.insert("insert_entry", card.portal_id, card.id, key, kind, amount_kop,
-                          card.balance_kop, data["reference"], data["purchase_kop"],
+    key = key if finish_alone else claim.entry_key()
+    entry_id = sql.insert("insert_entry", card.portal_id, card.id, claim.id, key, kind,
+                          amount_kop, card.balance_kop, data["reference"], data["purchase_kop"],
                           sql.decimal(data["percent"]), data["reverses"], actor, data["comment"],
                           sql.timestamp(now))
     entry = Entry(__no_default__=True)
     entry.__data__ = {"id": entry_id, "portal": card.portal_id, "card": card.id,
-                      "operation": None, "idempotency_key": key, "kind": kind,
+                      "operation": claim.id, "idempotency_key": key, "kind": kind,
                       "amount_kop": amount_kop, "balance_after_kop": card.balance_kop,
                       "actor": actor, "created_at": now, **data}
     entry.__rel__["card"] = card
     if isinstance(reverses, Entry):
         entry.__rel__["reverses"] = reverses
-    rollups.record(card.portal_id, card.id, kind, amount_kop, now, data["reference"],
-                   data["purchase_kop"])
+    if finish_alone:
+        idempotency.finish(claim, {"kind": kind, "card_number": card.number, "entry_id": entry_id})
     return entry
 
 
-def credit(card: Card, kind: str, amount_kop: int, rules, *, key: str, actor: str,
+def _claim_entry(card: Card, kind: str, key: str | None) -> Claim:
+    if not key:
+        raise TypeError("post() needs the operation's claim or an entry key")
+    claim = idempotency.claim(card.portal_id, idempotency.system(f"entry:{key}"), kind,
+                              {"card": card.number}, card)
+    if isinstance(claim, Outcome):
+        raise IntegrityError(f"entry key already used: {key}")  # as the entry's index would
+    return claim
+
+
+def credit(card: Card, kind: str, amount_kop: int, rules, claim: Claim, *, actor: str,
            now: datetime, **fields) -> Entry:
     """A credit that opens a lot, so it can be spent FIFO and expire on time."""
-    entry = post(card, kind, amount_kop, key=key, actor=actor, now=now, **fields)
+    entry = post(card, kind, amount_kop, claim, actor=actor, now=now, **fields)
     if amount_kop > 0:
         lots.open_lot(card, entry, amount_kop, now, rules.bonus_lifetime_days)
     return entry
 
 
-def spend(card: Card, kind: str, amount_kop: int, *, key: str, actor: str, now: datetime,
-          **fields) -> Entry:
-    """A debit taken from the oldest lots first."""
+def spend(card: Card, kind: str, amount_kop: int, spendable, claim: Claim, *, actor: str,
+          now: datetime, **fields) -> Entry:
+    """A debit taken from the oldest of the `spendable` lots first."""
     if amount_kop > card.balance_kop:
         raise InsufficientBalance(card.balance_kop)
-    entry = post(card, kind, -amount_kop, key=key, actor=actor, now=now, **fields)
-    lots.take(entry, lots.spendable(card, now), amount_kop)
+    entry = post(card, kind, -amount_kop, claim, actor=actor, now=now, **fields)
+    lots.take(entry, spendable, amount_kop)
     return entry
 
 
-def expire_card(card: Card, now: datetime, actor: str = "system:expiry") -> list[Entry]:
-    """Expire the card's lots whose lifetime is over; one entry per lot."""
+def expire_card(card: Card, now: datetime, actor: str = "system:expiry", claim: Claim | None = None,
+                due: list | None = None) -> list[Entry]:
+    """Expire the card's lots whose lifetime is over; one entry per lot.
+
+    Inside an operation its claim keys the entries; alone (the daily run) the expiry is
+    an operation of its own, keyed by card and time, so a rerun expires nothing twice.
+    """
+    due = lots.due(card, now) if due is None else due
+    if not due:
+        return []
+    if claim is None:
+        key = idempotency.system(f"expiry:{card.id}:{now.isoformat()}")
+        claim = idempotency.claim(card.portal_id, key, EXPIRY, {"card": card.number}, card)
+        if isinstance(claim, Outcome):
+            return []
+        entries = _expire_lots(card, due, claim, actor, now)
+        idempotency.finish(claim, {"kind": EXPIRY, "card_number": card.number,
+                                   "entry_ids": [e.id for e in entries]})
+        return entries
+    return _expire_lots(card, due, claim, actor, now)
+
+
+def _expire_lots(card: Card, due, claim: Claim, actor: str, now: datetime) -> list[Entry]:
     entries = []
-    for lot in lots.due(card, now):
-        key = f"expire:lot{lot.id}:{now.isoformat()}"
-        entry = post(card, EXPIRY, -lot.remaining_kop, key=key, actor=actor, now=now,
+    for lot in due:
+        entry = post(card, EXPIRY, -lot.remaining_kop, claim, actor=actor, now=now,
                      comment=f"Срок действия бонусов истёк (начислены {lot.expires_at:%d.%m.%Y})")
         lots.take(entry, [lot], lot.remaining_kop)
         entries.append(entry)
@@ -151,13 +221,14 @@ def _check_reference(reference) -> str | None:
 def _summary(card: Card, entry: Entry, **extra) -> dict:
     return {"card_number": card.number, "entry_id": entry.id, "kind": entry.kind,
             "amount_kop": entry.amount_kop, "balance_kop": card.balance_kop, "tier": card.tier,
-            "reference": entry.reference, "created_at": entry.created_at.isoformat(), **extra}
+            "reference": entry.reference, "comment": entry.comment,
+            "created_at": entry.created_at.isoformat(), **extra}
 
 
 @idempotency.retried_on_race
-def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: str,
+def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
            reference: str | None = None, comment: str | None = None,
-           now: datetime | None = None, lines: list | None = None) -> Outcome:
+           now: datetime | None = None, lines: list | None = None, follow=None) -> Outcome:
     """Bonuses for a purchase at the percent of the tier held before it; with product
     `lines` (api.product_rules), each line at its rule's percent or the tier's."""
     key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
@@ -165,14 +236,14 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: s
                "comment": comment, **({"lines": [repr(line) for line in lines]} if lines else {})}
     with db.atomic():
         card = _lock(portal, number)
-        seen = idempotency.replay(portal, key, ACCRUAL, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, ACCRUAL, request, card)
+        if isinstance(claim, Outcome):
+            return claim
         _check_active(card)
         if reference and (prior_id := _open_accrual_id(card, reference)):
             raise AlreadyAccrued(reference, prior_id)
-        rules = rules_mod.load(portal)
-        expire_card(card, now)
+        rules = _rules(card)
+        expire_card(card, now, claim=claim)
         tier = rules.tier_for(card.purchases_kop)
         bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
                            step_kop=rules.rounding_step_kop)
@@ -180,57 +251,87 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key: str, actor: s
         if lines:
             bonus, percent, extra = product_rules.accrual(lines, tier.percent, purchase_kop, rules)
             comment = comment or extra["explanation"]
-        entry = credit(card, ACCRUAL, bonus, rules, key=key, actor=actor, now=now,
-                       reference=reference, purchase_kop=purchase_kop, percent=percent,
-                       comment=comment)
         tier_before = card.tier
-        _add_purchases(card, purchase_kop, rules, now)
+        purchases = max(0, card.purchases_kop + purchase_kop)
+        entry = credit(card, ACCRUAL, bonus, rules, claim, actor=actor, now=now,
+                       reference=reference, purchase_kop=purchase_kop, percent=percent,
+                       comment=comment, purchases=(purchases, rules.tier_for(purchases).name))
         result = _summary(card, entry, percent=str(percent), purchase_kop=purchase_kop,
                           tier_before=tier_before, **extra)
-        return idempotency.record(portal, key, ACCRUAL, request, card, result)
+        return idempotency.finish(claim, result, card, follow)
 
 
 @idempotency.retried_on_race
-def debit(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str,
+def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
           reference: str | None = None, order_kop: int | None = None, partial: bool = False,
-          comment: str | None = None, now: datetime | None = None) -> Outcome:
+          comment: str | None = None, now: datetime | None = None, follow=None) -> Outcome:
     """Spend bonuses: never below zero, within the order's allowed share, partial only if asked."""
     key, reference, now = idempotency.check_key(key), _check_reference(reference), now or utcnow()
     request = {"card": number, "amount_kop": amount_kop, "reference": reference,
                "order_kop": order_kop, "partial": partial, "comment": comment}
     with db.atomic():
         card = _lock(portal, number)
-        seen = idempotency.replay(portal, key, DEBIT, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, DEBIT, request, card)
+        if isinstance(claim, Outcome):
+            return claim
         _check_active(card)
-        rules = rules_mod.load(portal)
-        expire_card(card, now)
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
-        entry = spend(card, DEBIT, amount, key=key, actor=actor, now=now, reference=reference,
-                      purchase_kop=order_kop, comment=comment)
-        result = _summary(card, entry, requested_kop=amount_kop, debited_kop=amount)
-        return idempotency.record(portal, key, DEBIT, request, card, result)
+        rules = _rules(card)
+        fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
+        held = holds.held_kop(card.id, now)  # what holds reserve is not spendable
+        entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
+                                  now, fields, held)
+        if entry is None:  # the long way: expire what is due, then spend oldest first
+            spendable = _expire_due(card, now, claim)
+            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held)
+            entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now, **fields)
+        result = _summary(card, entry, requested_kop=amount_kop, debited_kop=-entry.amount_kop)
+        return idempotency.finish(claim, result, card, follow)
 
 
-def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules) -> int:
-    amount = amount_kop
+def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                      claim: Claim, actor: str, now: datetime, fields: dict,
+                      held_kop: int = 0) -> Entry | None:
+    """The common debit in fewer statements: the oldest live lot is not due (so none is)
+    and covers the amount. None, with nothing written, sends the debit the long way."""
+    try:
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held_kop)
+    except LedgerError:
+        return None  # decided the long way, on the balance left after expiry
+    lot_id = lots.take_oldest(card, amount, now)
+    if lot_id is None:
+        return None
+    entry = post(card, DEBIT, -amount, claim, actor=actor, now=now, **fields)
+    lots.taken(entry, lot_id, amount)
+    return entry
+
+
+def _expire_due(card: Card, now: datetime, claim: Claim) -> list:
+    """Expire what is due and return the lots left to spend (one read for both)."""
+    due, spendable = lots.split(lots.live(card), now)
+    expire_card(card, now, claim=claim, due=due)
+    return spendable
+
+
+def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                   held_kop: int = 0) -> int:
+    """What the debit may take: within the order's share and what holds leave free."""
+    amount, available = amount_kop, card.balance_kop - held_kop
     if order_kop is not None:
         cap = percent_of(order_kop, rules.max_debit_share_percent, mode="down", step_kop=1)
         if amount > cap:
             if not partial or cap == 0:
                 raise MaxShareExceeded(cap)
             amount = cap
-    if amount > card.balance_kop:
-        if not partial or card.balance_kop == 0:
-            raise InsufficientBalance(card.balance_kop)
-        amount = card.balance_kop
+    if amount > available:
+        if not partial or available <= 0:
+            raise InsufficientBalance(max(available, 0))
+        amount = available
     return amount
 
 
 @idempotency.retried_on_race
-def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str, reason: str,
-           now: datetime | None = None) -> Outcome:
+def adjust(portal: Portal, number: str, amount_kop: int, *, key, actor: str, reason: str,
+           now: datetime | None = None, follow=None) -> Outcome:
     """A manual correction, up or down, always with a reason."""
     key, now = idempotency.check_key(key), now or utcnow()
     if not isinstance(reason, str) or not reason.strip() or len(reason) > COMMENT_MAX_LEN:
@@ -240,35 +341,34 @@ def adjust(portal: Portal, number: str, amount_kop: int, *, key: str, actor: str
     request = {"card": number, "amount_kop": amount_kop, "reason": reason}
     with db.atomic():
         card = _lock(portal, number)
-        seen = idempotency.replay(portal, key, ADJUSTMENT, request)
-        if seen:
-            return seen
-        rules = rules_mod.load(portal)
-        expire_card(card, now)
+        claim = idempotency.claim(portal, key, ADJUSTMENT, request, card)
+        if isinstance(claim, Outcome):
+            return claim
+        rules = _rules(card)
+        spendable = _expire_due(card, now, claim)
         if amount_kop > 0:
-            entry = credit(card, ADJUSTMENT, amount_kop, rules, key=key, actor=actor, now=now,
+            entry = credit(card, ADJUSTMENT, amount_kop, rules, claim, actor=actor, now=now,
                            comment=reason)
         else:
-            entry = spend(card, ADJUSTMENT, -amount_kop, key=key, actor=actor, now=now,
+            entry = spend(card, ADJUSTMENT, -amount_kop, spendable, claim, actor=actor, now=now,
                           comment=reason)
-        return idempotency.record(portal, key, ADJUSTMENT, request, card, _summary(card, entry))
+        return idempotency.finish(claim, _summary(card, entry), card, follow)
 
 
 @idempotency.retried_on_race
-def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key: str, actor: str,
-          comment: str, now: datetime | None = None) -> Outcome:
+def grant(portal: Portal, number: str, kind: str, amount_kop: int, *, key, actor: str,
+          comment: str, now: datetime | None = None, follow=None) -> Outcome:
     """A gift (welcome, birthday): a credit with its own lot."""
     key, now = idempotency.check_key(key), now or utcnow()
     request = {"card": number, "amount_kop": amount_kop, "kind": kind}
     with db.atomic():
         card = _lock(portal, number)
-        seen = idempotency.replay(portal, key, kind, request)
-        if seen:
-            return seen
-        rules = rules_mod.load(portal)
-        entry = credit(card, kind, amount_kop, rules, key=key, actor=actor, now=now,
+        claim = idempotency.claim(portal, key, kind, request, card)
+        if isinstance(claim, Outcome):
+            return claim
+        entry = credit(card, kind, amount_kop, _rules(card), claim, actor=actor, now=now,
                        comment=comment)
-        return idempotency.record(portal, key, kind, request, card, _summary(card, entry))
+        return idempotency.finish(claim, _summary(card, entry), card, follow)
 
 
 def _open_accrual(card: Card, reference: str) -> Entry | None:

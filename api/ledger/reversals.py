@@ -15,9 +15,8 @@ from datetime import datetime
 from api.clock import utcnow
 from api.db import db
 from api.ledger import idempotency, lots
-from api.ledger import rules as rules_mod
 from api.ledger.errors import AlreadyReversed, ReferenceNotFound
-from api.ledger.idempotency import Outcome
+from api.ledger.idempotency import Claim, Outcome
 from api.ledger.operations import (
     DEBIT,
     REVERSAL,
@@ -27,6 +26,7 @@ from api.ledger.operations import (
     _is_reversed,
     _lock,
     _open_accrual,
+    _rules,
     expire_card,
     post,
 )
@@ -34,56 +34,58 @@ from api.models import Card, Entry, Lot, Portal
 
 
 @idempotency.retried_on_race
-def reverse(portal: Portal, number: str, reference: str, *, key: str, actor: str,
-            comment: str | None = None, now: datetime | None = None) -> Outcome:
+def reverse(portal: Portal, number: str, reference: str, *, key, actor: str,
+            comment: str | None = None, now: datetime | None = None, follow=None) -> Outcome:
     key, now = idempotency.check_key(key), now or utcnow()
     reference = _check_reference("" if reference is None else reference)
     request = {"card": number, "reference": reference, "comment": comment}
     with db.atomic():
         card = _lock(portal, number)
-        seen = idempotency.replay(portal, key, REVERSAL, request)
-        if seen:
-            return seen
+        claim = idempotency.claim(portal, key, REVERSAL, request, card)
+        if isinstance(claim, Outcome):
+            return claim
         debits = [d for d in _by_reference(card, reference, DEBIT) if not _is_reversed(d)]
         accrual = _open_accrual(card, reference)
         if not debits and accrual is None:
             if Entry.select().where((Entry.card == card) & (Entry.reference == reference)).exists():
                 raise AlreadyReversed(reference)
             raise ReferenceNotFound(reference)
-        expire_card(card, now)
-        keys = (key if i == 0 else f"{key}#{i}" for i in range(len(debits) + 1))
-        entries, returned = _return_debits(card, debits, keys, actor, now, comment)
+        # Every entry below, the expiries included, takes its key from the claim: the lot
+        # a debit is given back to may expire again in this very operation.
+        expire_card(card, now, claim=claim)
+        entries, returned = _return_debits(card, debits, claim, actor, now, comment)
         result = {"kind": REVERSAL, "card_number": card.number, "reference": reference,
                   "returned_debit_kop": returned, "reversed_accrual_kop": 0,
                   "unrecovered_kop": 0}
         if accrual is not None:
-            entry, recovered = _cancel_accrual(card, accrual, next(keys), actor, now, comment)
-            _add_purchases(card, -(accrual.purchase_kop or 0), rules_mod.load(portal), now)
+            entry, recovered = _cancel_accrual(card, accrual, claim, actor, now, comment)
+            _add_purchases(card, -(accrual.purchase_kop or 0), _rules(card), now)
             entries.append(entry)
             result.update(reversed_accrual_kop=recovered,
                           unrecovered_kop=accrual.amount_kop - recovered)
         result.update(balance_kop=card.balance_kop, tier=card.tier,
                       entry_ids=[e.id for e in entries], created_at=now.isoformat())
-        return idempotency.record(portal, key, REVERSAL, request, card, result)
+        return idempotency.finish(claim, result, card, follow)
 
 
-def _return_debits(card: Card, debits, keys, actor, now, comment):
+def _return_debits(card: Card, debits, claim: Claim, actor, now, comment):
     entries, returned = [], 0
     for debit in debits:
-        entry = post(card, REVERSAL, -debit.amount_kop, key=next(keys), actor=actor, now=now,
+        entry = post(card, REVERSAL, -debit.amount_kop, claim, actor=actor, now=now,
                      reference=debit.reference, reverses=debit,
                      comment=comment or "Возврат списанных бонусов")
         lots.give_back(entry, debit)
         entries.append(entry)
         returned += -debit.amount_kop
     # Given-back lots may be past their lifetime: expire them now, not at tomorrow's run.
-    entries += expire_card(card, now)
+    entries += expire_card(card, now, claim=claim)
     return entries, returned
 
 
-def _cancel_accrual(card: Card, accrual: Entry, key: str, actor: str, now: datetime, comment):
+def _cancel_accrual(card: Card, accrual: Entry, claim: Claim, actor: str, now: datetime,
+                    comment):
     recovered = min(accrual.amount_kop, card.balance_kop)
-    entry = post(card, REVERSAL, -recovered, key=key, actor=actor, now=now,
+    entry = post(card, REVERSAL, -recovered, claim, actor=actor, now=now,
                  reference=accrual.reference, reverses=accrual, purchase_kop=accrual.purchase_kop,
                  comment=comment or "Отмена начисления")
     own = list(Lot.select().where(Lot.entry == accrual))

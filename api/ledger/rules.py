@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api import documents
+from api import documents, versions
 from api.ledger import sql
 from api.ledger.fields import Money, Percent
 from api.ledger.text import NoControl
@@ -149,6 +149,14 @@ def load(portal: Portal) -> Rules:
     """The portal's rules as stored right now (read on every call, parsed once per text)."""
     row = sql.row("rules_data", sql.pk(portal))
     return parse(row[0] if row else None)
+
+
+def for_card(card) -> Rules:
+    """The rules of the card's portal, cached under the settings token read with the card
+    (api.versions); a card read without one loads them."""
+    return versions.cached("rules", card.portal_id,
+                           getattr(card, "settings_token", versions.UNKNOWN),
+                           lambda: load(card.portal_id))
 
 
 def validate_document(document: dict) -> dict:

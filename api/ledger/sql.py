@@ -8,7 +8,7 @@ Everything else in the ledger keeps using the models.
 
 The text below uses `?` placeholders and two slots, filled per database kind:
 
-    {lock}       " FOR UPDATE" on PostgreSQL: the card row stays locked until COMMIT.
+    {lock}       ' FOR UPDATE OF "c"' on PostgreSQL: the card row stays locked until COMMIT.
                  SQLite needs none: its writers run BEGIN IMMEDIATE (api.db) and so
                  hold the whole database's write lock already.
     {returning}  ' RETURNING "id"' on PostgreSQL; SQLite reads cursor.lastrowid.
@@ -26,14 +26,27 @@ from decimal import Decimal
 from peewee import PostgresqlDatabase, SqliteDatabase
 
 from api.db import db
+from api.models import Card
 
 STATEMENTS = {
-    # -- the card, locked for the whole operation
+    # -- the card, locked for the whole operation, with the portal's settings token
+    #    (api.versions) read in the same statement
     "lock_card": """
-        SELECT "id", "portal_id", "number", "status", "tier", "balance_kop", "purchases_kop"
-        FROM "card" WHERE "portal_id" = ? AND "number" = ?{lock}""",
+        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
+        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    # The same row unlocked: a card read is this one statement (and cached rules).
+    "read_card": """
+        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
+        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+        WHERE "c"."portal_id" = ? AND "c"."number" = ?""",
     "credit_card": """
         UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
+        WHERE "id" = ?""",
+    # An accrual moves the balance, the purchases and the tier in one statement.
+    "credit_purchase": """
+        UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "purchases_kop" = ?, "tier" = ?,
+                          "updated_at" = ?
         WHERE "id" = ?""",
     # A debit moves the balance only if it covers the amount: the rowcount says whether.
     "debit_card": """
@@ -41,21 +54,25 @@ STATEMENTS = {
         WHERE "id" = ? AND "balance_kop" >= ?""",
     "set_purchases": """
         UPDATE "card" SET "purchases_kop" = ?, "tier" = ?, "updated_at" = ? WHERE "id" = ?""",
-    # -- idempotency and rules
+    # -- idempotency (api.ledger.idempotency): claim the key, or find who holds it
+    "claim_operation": """
+        INSERT INTO "operation" ("portal_id", "scope", "key", "kind", "request_hash", "card_id",
+                                 "result", "folded", "created_at")
+        VALUES (?, ?, ?, ?, ?, ?, '', 0, ?)
+        ON CONFLICT ("portal_id", "scope", "key") DO NOTHING RETURNING "id\"""",
     "find_operation": """
-        SELECT "request_hash", "result" FROM "operation" WHERE "portal_id" = ? AND "key" = ?""",
-    "insert_operation": """
-        INSERT INTO "operation" ("portal_id", "key", "kind", "request_hash", "card_id",
-                                 "result", "created_at")
-        VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        SELECT "request_hash", "result" FROM "operation"
+        WHERE "portal_id" = ? AND "scope" = ? AND "key" = ?""",
+    "finish_operation": """
+        UPDATE "operation" SET "result" = ? WHERE "id" = ?""",
     "rules_data": """
         SELECT "data" FROM "programrules" WHERE "portal_id" = ?""",
     # -- entries
     "insert_entry": """
-        INSERT INTO "entry" ("portal_id", "card_id", "idempotency_key", "kind", "amount_kop",
-                             "balance_after_kop", "reference", "purchase_kop", "percent",
-                             "reverses_id", "actor", "comment", "created_at")
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){returning}""",
+        INSERT INTO "entry" ("portal_id", "card_id", "operation_id", "idempotency_key", "kind",
+                             "amount_kop", "balance_after_kop", "reference", "purchase_kop",
+                             "percent", "reverses_id", "actor", "comment", "created_at")
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){returning}""",
     # The deal's accrual not yet reversed (oldest first), if any.
     "open_accrual": """
         SELECT "id" FROM "entry" AS "e"
@@ -71,45 +88,29 @@ STATEMENTS = {
         WHERE "card_id" = ? AND "remaining_kop" > 0 AND "expires_at" <= ?
         ORDER BY "expires_at", "id"
     """,
-    "spendable_lots": """
-        SELECT "id", "remaining_kop" FROM "lot"
-        WHERE "card_id" = ? AND "remaining_kop" > 0 AND "expires_at" > ?
+    # Every lot with bonuses left: a spend splits them into due (expire first) and spendable.
+    "live_lots": """
+        SELECT "id", "remaining_kop", "expires_at" FROM "lot"
+        WHERE "card_id" = ? AND "remaining_kop" > 0
         ORDER BY "expires_at", "id"
     """,
+    # A debit's common case in one statement: the oldest live lot, if it is not due and
+    # covers the whole amount, gives it (no row back: read the lots and go the long way).
+    "take_oldest_lot": """
+        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ?
+        WHERE "id" = (SELECT "id" FROM "lot" WHERE "card_id" = ? AND "remaining_kop" > 0
+                      ORDER BY "expires_at", "id" LIMIT 1)
+          AND "remaining_kop" >= ? AND "expires_at" > ?
+        RETURNING "id\"""",
     "take_from_lot": """
-        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?
-        RETURNING "expires_at\"""",
+        UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ? WHERE "id" = ?""",
     "insert_allocation": """
         INSERT INTO "allocation" ("entry_id", "lot_id", "amount_kop") VALUES (?, ?, ?)""",
-    # -- rollups for the program's numbers (api.ledger.rollups), in the entry's transaction
-    "rollup_day": """
-        INSERT INTO "dailystat" ("portal_id", "day", "kind", "entries", "amount_kop",
-                                 "purchase_kop", "bonus_orders", "bonus_order_kop")
-        VALUES (?, ?, ?, 1, ?, ?, ?, ?)
-        ON CONFLICT ("portal_id", "day", "kind") DO UPDATE SET
-          "entries" = "dailystat"."entries" + 1,
-          "amount_kop" = "dailystat"."amount_kop" + excluded."amount_kop",
-          "purchase_kop" = "dailystat"."purchase_kop" + excluded."purchase_kop",
-          "bonus_orders" = "dailystat"."bonus_orders" + excluded."bonus_orders",
-          "bonus_order_kop" = "dailystat"."bonus_order_kop" + excluded."bonus_order_kop\"""",
-    "rollup_client_month": """
-        INSERT INTO "clientmonth" ("portal_id", "card_id", "month", "purchases") VALUES (?, ?, ?, 1)
-        ON CONFLICT ("portal_id", "month", "card_id") DO UPDATE SET
-          "purchases" = "clientmonth"."purchases" + 1
-        RETURNING "purchases\"""",
-    "rollup_month": """
-        INSERT INTO "monthstat" ("portal_id", "month", "active", "repeat") VALUES (?, ?, ?, ?)
-        ON CONFLICT ("portal_id", "month") DO UPDATE SET
-          "active" = "monthstat"."active" + excluded."active",
-          "repeat" = "monthstat"."repeat" + excluded."repeat\"""",
-    "rollup_expiry": """
-        INSERT INTO "expiryday" ("portal_id", "day", "live_kop") VALUES (?, ?, ?)
-        ON CONFLICT ("portal_id", "day") DO UPDATE SET
-          "live_kop" = "expiryday"."live_kop" + excluded."live_kop\"""",
-    "paid_with_bonus": """
-        SELECT 1 FROM "entry" WHERE "card_id" = ? AND "reference" = ? AND "kind" = 'debit'
-        LIMIT 1""",
 }
+
+
+def _card_columns() -> str:
+    return ", ".join(f'"c"."{f.column_name}"' for f in Card._meta.sorted_fields)
 
 
 class Dialect:
@@ -117,8 +118,9 @@ class Dialect:
 
     def __init__(self, postgres: bool):
         self.postgres = postgres
-        slots = ({"lock": " FOR UPDATE", "returning": ' RETURNING "id"'} if postgres
+        slots = ({"lock": ' FOR UPDATE OF "c"', "returning": ' RETURNING "id"'} if postgres
                  else {"lock": "", "returning": ""})
+        slots["card_columns"] = _card_columns()
         self.text = {}
         for name, template in STATEMENTS.items():
             text = " ".join(template.format(**slots).split())

@@ -10,7 +10,6 @@ from api.auth import require_api_key
 from api.errors import ApiError
 from api.jsonio import ApiBlueprint
 from api.ledger import cards, history, operations, reversals
-from api.db import db
 from api.ledger.idempotency import KEY_MAX_LEN, Outcome
 from api.views import CARD_NUMBER, fails
 from notifications.followup import queue_follow_up
@@ -52,12 +51,13 @@ def idempotency_key() -> str:
 def answer(operation, *args, **kwargs):
     """Run a ledger operation and, in the same transaction, what follows it (notices,
     the contact's fields in Bitrix24); a replay writes and sends nothing new."""
-    with db.atomic():
-        outcome: Outcome = operation(*args, **kwargs)
-        if not outcome.replayed and outcome.result.get("kind") in FOLLOWED:
-            card = cards.get_card(g.portal, outcome.result["card_number"])
-            queue_follow_up(g.portal, card, outcome.result["kind"], outcome.result,
+    def follow(outcome: Outcome) -> None:  # run by the ledger inside its transaction
+        g.card_id = outcome.card.id  # the audit line names it without reading it again
+        if outcome.result.get("kind") in FOLLOWED:
+            queue_follow_up(g.portal, outcome.card, outcome.result["kind"], outcome.result,
                             kwargs["key"])
+
+    outcome: Outcome = operation(*args, follow=follow, **kwargs)
     headers = {"Idempotency-Hit": "true"} if outcome.replayed else {}
     return outcome.result, 201, headers
 

@@ -10,7 +10,7 @@ from api.jsonio import ApiBlueprint, json_object
 from api.views import fails
 
 bp = ApiBlueprint("product_rules", __name__, url_prefix="/api/v1/rules/products",
-               description="Percent, exclusion and bonus share per product or section")
+                  description="Percent, exclusion and bonus share per product or section")
 bp.before_request(require_api_key)
 
 
@@ -20,8 +20,9 @@ class RuleSet(Schema):
 
 @bp.route("", methods=["GET"])
 @bp.response(200, RuleSet)
+@fails()
 def show():
-    """Earning rules per product and section (scope: read)"""
+    """The earning rules per product and section (scope: read)"""
     return {"rules": product_rules.load(g.portal)}
 
 
@@ -31,5 +32,8 @@ def show():
 @fails("invalid_json", "validation_error")
 @requires("admin")
 def replace():
-    """Replace the whole list; a product rule wins over its section's (scope: admin)"""
+    """Replace the earning rules per product and section (scope: admin)
+
+    A product rule wins over its section's; a row no rule names earns the tier's percent.
+    """
     return {"rules": product_rules.save(g.portal, json_object(), g.actor)}

@@ -1,0 +1,67 @@
+"""Statements per request on the hot paths (issue 17), on both databases: an accrual and
+a debit over HTTP in at most 10 statements each, a card read in 2. The API key, the
+program rules and the notification settings come from the per-process caches once warm.
+"""
+from __future__ import annotations
+
+import pytest
+from playhouse.test_utils import count_queries
+
+NUMBER = "79161234567"
+
+
+@pytest.fixture
+def warm(api):
+    api.new_card()
+    assert api.op(NUMBER, "accruals", {"amount": "1000"}).status_code == 201
+    assert api.op(NUMBER, "debits", {"amount": "1"}).status_code == 201
+    assert api.get(f"/api/v1/cards/{NUMBER}").status_code == 200
+    return api
+
+
+def statements(call) -> tuple[int, list[str]]:
+    """How many statements peewee ran for the call (BEGIN and COMMIT included), and which."""
+    with count_queries() as counter:
+        response = call()
+    assert response.status_code in (200, 201), response.get_json()
+    return counter.count, [q.msg[0].split(" (")[0][:60] for q in counter.get_queries()]
+
+
+def test_an_accrual_is_at_most_ten_statements(warm):
+    count, sql = statements(lambda: warm.op(NUMBER, "accruals", {"amount": "1000"}))
+    assert count <= 10, "\n".join(sql)
+    print(f"\n{count} statements:", *sql, sep="\n  ")
+
+
+def test_a_debit_is_at_most_ten_statements(warm):
+    count, sql = statements(lambda: warm.op(NUMBER, "debits", {"amount": "10"}))
+    assert count <= 10, "\n".join(sql)
+    print(f"\n{count} statements:", *sql, sep="\n  ")
+
+
+def test_a_card_read_is_two_statements(warm):
+    count, sql = statements(lambda: warm.get(f"/api/v1/cards/{NUMBER}"))
+    assert count <= 2, "\n".join(sql)
+    print(f"\n{count} statements:", *sql, sep="\n  ")
+
+
+def test_healthz_is_one_round_trip(client, app):
+    with count_queries() as counter:
+        assert client.get("/api/v1/healthz").status_code == 200
+    assert counter.count == 1
+
+
+def test_a_saved_change_reaches_the_next_operation_despite_the_caches(warm):
+    from api.models import Notification
+
+    def sms() -> int:
+        return Notification.select().where(Notification.template == "accrual_sms").count()
+
+    before = sms()
+    changed = warm.put("/api/v1/settings/notifications", json={"notices": {"accrual_sms": False}})
+    assert changed.status_code == 200, changed.get_json()
+    assert warm.put("/api/v1/rules", json={"tiers": [
+        {"name": "Один", "threshold": "0.00", "percent": "10.00"}]}).status_code == 200
+    accrued = warm.op(NUMBER, "accruals", {"amount": "1000"})
+    assert accrued.get_json()["amount"] == "100.00"  # 10 %, not the cached 3 %
+    assert sms() == before  # the cached settings would still have sent it
