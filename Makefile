@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test bench clean browser
+.PHONY: install run test bench clean browser doctor
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-liberation; \
 	} || echo "chromium could not be installed: the browser tests will be skipped"
+
+# What a production install still lacks (settings, database, scheduler): deploy/, README.
+doctor: install
+	$(PY) -m flask --app api doctor
 
 bench: install
 	$(PY) bench/ledger.py

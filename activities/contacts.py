@@ -19,8 +19,6 @@ USER_FIELDS = [
     ("LOYALTY_TIER", "string", ("Уровень лояльности", "Loyalty tier")),
 ]
 UF_CARD, UF_BALANCE, UF_TIER = (f"{UF_PREFIX}{name}" for name, _, _ in USER_FIELDS)
-# Names an earlier version wrote; 0008_portal rewrites them in queued writes.
-RENAMED_FIELDS = {"UF_CRM_LOYALTY_BALANCE": UF_BALANCE}
 
 
 def birthdate(value) -> date | None:

@@ -79,8 +79,16 @@ def oauth_bases(server_endpoint: str | None, override: str | None) -> list[str]:
 
 
 def token_url(server_endpoint: str | None, override: str | None) -> str:
-    """Where the portal's refresh token is spent: its own OAuth server."""
-    return oauth_bases(server_endpoint, override)[0] + "oauth/token/"
+    """Where the portal's refresh token is spent: its own OAuth server.
+
+    What is stored was proven, so it is one of the two hosts, or an override that has
+    since been removed: then the international host, never the stored address."""
+    try:
+        base = oauth_bases(server_endpoint, override)[0]
+    except ProofError:
+        log.warning("stored server_endpoint %r is not a Bitrix24 OAuth server", server_endpoint)
+        base = f"https://{OAUTH_HOSTS[0]}/"
+    return base + "oauth/token/"
 
 
 def app_info(base: str, access_token: str, session: requests.Session | None = None) -> dict:

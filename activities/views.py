@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from activities.b24client import B24Error
 from activities.forms import FormError, InboundAuth, parse_event, parse_install, parse_workflow_call
 from activities import public_url
-from activities.portals import B24Settings, client_for
+from activities.portals import B24Settings, adopt_tokens, client_for
 from activities.proof import Proof, ProofError, prove_token, require_admin
 from activities.registration import register
 from api.clock import utcnow
@@ -22,6 +22,7 @@ from api.models import ActivityRun, B24Event, Portal
 log = logging.getLogger(__name__)
 bp = Blueprint("b24", __name__, url_prefix="/b24", template_folder="templates")
 ENTITY_EVENTS = ("ONCRMCONTACTUPDATE",)  # ONCRMDEALUPDATE is no longer bound: nobody read it
+TOKEN_SLACK_S = 60  # a stored access token this close to its end counts as spent
 
 
 @bp.errorhandler(FormError)
@@ -98,6 +99,29 @@ def store_portal(auth: InboundAuth, portal: Portal | None, proof: Proof) -> Port
     return Portal.get_by_id(portal.id)
 
 
+def heal_tokens(portal: Portal, auth: InboundAuth) -> None:
+    """A call run as the installing admin brings fresh tokens: when the stored pair is past
+    its life (a dead refresh token, say), keep these, once the OAuth server vouches for them.
+    Only then, so a forger who knows the application_token cannot plant a token of theirs,
+    and an OAuth request is spent at most about once an hour per portal."""
+    now = int(utcnow().timestamp())
+    if (portal.token_expires_at or 0) > now + TOKEN_SLACK_S or not auth.refresh_token \
+            or not auth.user_id or auth.user_id != portal.installed_by_user_id:
+        return
+    found = B24Settings.from_config(current_app.config)
+    try:
+        proof = prove_token(auth.access_token, portal.member_id, None, portal.server_endpoint,
+                            found.client_id, found.oauth_url,
+                            current_app.extensions.get("b24_session"))
+    except ProofError as exc:
+        log.info("portal %s: tokens of a call not adopted (%s)", portal.member_id, exc.code)
+        return
+    if proof.user_id == auth.user_id and adopt_tokens(
+            portal, proof.user_id, auth.access_token, auth.refresh_token, auth.expires_at(now)):
+        log.info("portal %s: stored tokens renewed from a call of the installer",
+                 portal.member_id)
+
+
 @bp.route("/install", methods=["POST"])
 def install():
     req = parse_install(request.form, request.args)
@@ -148,6 +172,7 @@ def activity(code: str):
     portal = Portal.get_or_none(Portal.member_id == call.auth.member_id)
     if not token_matches(portal, call.auth.application_token) or portal.status != "active":
         return _denied()
+    heal_tokens(portal, call.auth)
     token_hash = hashlib.sha256(call.event_token.encode()).hexdigest()
     inserted = ActivityRun.insert(
         portal=portal, token_hash=token_hash, event_token=call.event_token, code=code[:128],

@@ -39,6 +39,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update({k: os.environ[k] for k in FOREIGN_ENV if k in os.environ})
     else:
         app.config.update(test_config)
+    from api import commands, logs
+
+    logs.init_app(app)  # first, so that everything after it logs through it
+    commands.init_app(app)
+
     from api import auth, db, errors, limits, serve
 
     limits.ensure_secret_key(app)

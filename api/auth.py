@@ -79,7 +79,7 @@ def keys_cli():
     pass
 
 
-@keys_cli.command("create")
+@keys_cli.command("create", help="Create a key for a portal; it is printed once.")
 @click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--label", default=None, help="What the key is for (shown in listings).")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
@@ -96,8 +96,8 @@ def create_command(member_id: str, label: str | None, scopes: tuple[str, ...]):
     click.echo(key)
 
 
-@keys_cli.command("list")
-@click.option("--portal", "member_id", required=True)
+@keys_cli.command("list", help="List a portal's keys (prefixes only).")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 def list_command(member_id: str):
     with connection():
         rows = list(ApiKey.select().join(Portal).where(Portal.member_id == member_id))
@@ -108,7 +108,7 @@ def list_command(member_id: str):
     click.echo(f"{len(rows)} key(s) for portal {member_id}.")
 
 
-@keys_cli.command("revoke")
+@keys_cli.command("revoke", help="Revoke the keys that start with PREFIX.")
 @click.argument("prefix")
 def revoke_command(prefix: str):
     with connection():

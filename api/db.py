@@ -30,9 +30,22 @@ DB_POOL_STALE_S = 300
 DB_POOL_WAIT_S = 10  # a request waits this long for a free connection, then fails
 
 
+SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+class UnsupportedDatabase(click.ClickException):
+    """A database URL this service cannot run on. A ClickException, so that a command
+    whose app factory meets it says so in one line."""
+
+
 def connect(url: str, pool_size: int = DB_POOL_SIZE):
     """Build a database from a URL (sqlite:///path, postgresql://...)."""
     parsed = urlparse(url)
+    if parsed.scheme not in SCHEMES:
+        from api.logs import safe_url
+
+        raise UnsupportedDatabase(f"LOYALTY_DATABASE_URL {safe_url(url)}: only sqlite:///path "
+                                  "and postgresql://user:password@host:5432/db are supported.")
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///"):] or ":memory:"
         if path != ":memory:":

@@ -58,6 +58,7 @@ def ensure_secret_key(app: Flask) -> None:
         return
     path = app.config.get("SECRET_KEY_FILE") or os.path.join(app.instance_path, SECRET_KEY_FILE)
     app.config["SECRET_KEY"] = _shared_key(path)
+    app.config["SECRET_KEY_GENERATED"] = path  # `flask --app api doctor` reports it
     log.warning("LOYALTY_SECRET_KEY is not set: using the generated key in %s, shared by "
                 "the processes of this instance only. Set it for several hosts.", path)
 

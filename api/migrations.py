@@ -11,9 +11,9 @@ from playhouse.migrate import migrate as apply
 
 from api.db import db, is_postgres
 from api.models import (B24_TABLES, DATA_TABLES, FOLLOW_TABLES, KPI_TABLES, LEDGER_TABLES,
-                        NOTIFY_TABLES, PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES, TABLES,
-                        WORK_TABLES, ApiKey, B24Event, Card, NotificationSettings, Operation,
-                        Outbox, Portal, PortalSettings, ProgramRules, SchemaVersion)
+                        NOTIFY_TABLES, OPS_TABLES, PAGES_TABLES, PORTAL_TABLES, SCHEDULER_TABLES,
+                        TABLES, WORK_TABLES, ApiKey, B24Event, Card, NotificationSettings,
+                        Operation, Outbox, Portal, PortalSettings, ProgramRules, SchemaVersion)
 
 
 def _0001_initial():
@@ -124,6 +124,9 @@ def _0011_api():
                                  CharField(max_length=100, default="read write admin")))
 
 
+def _0010_ops():
+    """The scheduler's heartbeat, so `flask --app api doctor` can tell it is alive."""
+    db.create_tables(OPS_TABLES)
 def _0012_ledger():
     """Key scopes, rollups folded after commit, the settings version token."""
     migrator = _migrator()
@@ -161,6 +164,7 @@ MIGRATIONS = [
     ("0013_data", _0013_data),
     ("0014_follow", _0014_follow),
     ("0011_api", _0011_api),
+    ("0010_ops", _0010_ops),
     ("0012_ledger", _0012_ledger),
 ]
 

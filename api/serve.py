@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import run_simple
 
 from api.db import connection
+from api.logs import safe_url as _safe_url
 
 
 @click.command("serve", help="Migrate the database and start the HTTP service.")
 @click.option("--host", default=None, help="Default: LOYALTY_HOST or 127.0.0.1.")
 @click.option("--port", default=None, type=int, help="Default: LOYALTY_PORT or 8000.")
+@with_appcontext
 def serve_command(host: str | None, port: int | None):
     from api.migrations import migrate
 
@@ -30,13 +34,13 @@ def serve_command(host: str | None, port: int | None):
         worker.stop()
 
 
-def _safe_url(url: str) -> str:
-    """The database URL without its password, fit for a log line."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
 def init_app(app) -> None:
+    from api.doctor import doctor_command
+
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops:
+        # Behind the https proxy: trust its X-Forwarded-For/-Proto/-Host (and only its),
+        # so request.url_root is the public https address and logs show the client.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.cli.add_command(serve_command)
+    app.cli.add_command(doctor_command)

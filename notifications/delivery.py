@@ -23,20 +23,24 @@ CLAIM_S = 120
 CHANNELS = ("email", "sms")
 # Short: a slow provider must not hold its lane for long (the clients default to 20 s).
 SEND_TIMEOUT_S = 10
-SECRET_TEMPLATES = ("login_code_sms",)
+SECRET_TEMPLATES = ("login_code_sms",)  # their text is blanked once it has gone (or may have)
+CODE_HIDDEN = "Код входа скрыт после отправки"
 
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50) -> int:
+def deliver_due(config, *, now: datetime | None = None, session=None, limit: int = 50,
+                portal=None) -> int:
     now = now or utcnow()
     recover_stuck(now)
     due = (Notification.select(Notification.id)
            .where((Notification.status == "pending") & Notification.channel.in_(CHANNELS)
                   & (Notification.next_attempt_at <= now))
            .order_by(Notification.id).limit(limit))
+    if portal is not None:
+        due = due.where(Notification.portal == portal)
     return sum(1 for row in list(due) if deliver(row.id, config, now=now, session=session))
 
 
@@ -49,6 +53,9 @@ def recover_stuck(now: datetime) -> None:
         & (Notification.attempts >= ATTEMPTS_MAX)).execute()
     Notification.update(status="pending", claimed_until=None).where(
         stuck & (Notification.channel == "email")).execute()
+    Notification.update(body=CODE_HIDDEN).where(
+        stuck & (Notification.channel == "sms") & Notification.template.in_(SECRET_TEMPLATES)
+    ).execute()
     Notification.update(status="unknown", error="Отправка прервалась; SMS не отправлено повторно, "
                                                 "чтобы клиент не получил его дважды").where(
         stuck & (Notification.channel == "sms")).execute()
@@ -122,7 +129,7 @@ def _record(row: Notification, result: SendResult, now: datetime) -> None:
         fields = {"status": "failed", "error": f"{result.error_code}: {result.error}"}
     fields["claimed_until"] = None
     if row.template in SECRET_TEMPLATES and fields["status"] != "pending":
-        fields["body"] = "Код входа скрыт после отправки"  # the code lives only as a hash
+        fields["body"] = CODE_HIDDEN  # the code lives only as a hash
     Notification.update(**fields).where(Notification.id == row.id).execute()
     if not result.ok:
         log.warning("notification %s (%s): %s", row.id, row.channel, fields["error"])

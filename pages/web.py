@@ -75,7 +75,9 @@ def redirect_to(endpoint: str, message: str | None = None, **values):
     (app.js submits it at once; a button without JS). `message` is a MESSAGES code."""
     if message:
         values["m"] = message
-    return render("continue.html", target=page_url(endpoint, **{NAV_FLAG: 1}, **values))
+    # No menu on it (embedded): nothing to click while it is on its way.
+    return render("continue.html", target=page_url(endpoint, **{NAV_FLAG: 1}, **values),
+                  embedded=True)
 
 
 def render(page: str, status: int = 200, /, **context):

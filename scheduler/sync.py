@@ -128,7 +128,7 @@ def _until_reset(times: list[dict]) -> float:
 # --- events -----------------------------------------------------------------------------------
 
 def process_contact_events(settings: B24Settings, *, now: datetime | None = None, session=None,
-                           limit: int = EVENTS_MAX) -> int:
+                           limit: int = EVENTS_MAX, portal=None) -> int:
     """Apply pending contact events; returns how many were marked processed.
 
     `limit` counts per portal, so a portal whose events keep failing holds back only itself.
@@ -137,6 +137,8 @@ def process_contact_events(settings: B24Settings, *, now: datetime | None = None
     now = now or utcnow()
     pending = (B24Event.select(B24Event.portal).distinct()
                .where((B24Event.event == CONTACT_EVENT) & B24Event.processed_at.is_null()))
+    if portal is not None:
+        pending = pending.where(B24Event.portal == portal)
     portal_ids = sorted(row.portal_id for row in pending)
     return sum(_portal_events(Portal.get_by_id(pid), settings, now, session, limit)
                for pid in portal_ids)
@@ -204,11 +206,13 @@ def _mark_processed(event_ids: list[int], now: datetime) -> int:
 
 def full_sync(portal: Portal, settings: B24Settings, *, now: datetime | None = None,
               session=None, progress: Callable[[str], None] | None = None,
-              pacer: Pacer | None = None) -> SyncReport:
+              pacer: Pacer | None = None, dry_run: bool = False) -> SyncReport:
     """Read every contact of the portal and bring the cards in line with it.
 
     Goes on after the cursor an unfinished pass left. Raises the B24Error that stopped it;
     the pages read before it are applied and the cursor points after them.
+    `dry_run` reads the same pages and counts the cards that would change, writing nothing
+    (not even the cursor).
     """
     now = now or utcnow()
     pacer = pacer or Pacer()
@@ -226,10 +230,14 @@ def full_sync(portal: Portal, settings: B24Settings, *, now: datetime | None = N
         after_id = next((int(rows[-1]["ID"]) for rows in reversed(pages) if rows), after_id)
         seen += sum(len(rows) for rows in pages)
         with db.atomic():
-            updated += sum(_sync_page(portal, rows, category, now) for rows in pages)
-            _keep_cursor(portal, None if finished else after_id, seen, now)
+            if dry_run:
+                updated += sum(_page_changes(portal, rows, category) for rows in pages)
+            else:
+                updated += sum(_sync_page(portal, rows, category, now) for rows in pages)
+                _keep_cursor(portal, None if finished else after_id, seen, now)
         if progress is not None:
-            progress(f"synced {seen:,} contacts, {updated:,} cards updated"
+            progress((f"read {seen:,} contacts, {updated:,} cards would change" if dry_run
+                      else f"synced {seen:,} contacts, {updated:,} cards updated")
                      + (f" (resumed after contact {resumed})" if resumed else ""))
         if failure is not None:
             raise failure
@@ -306,18 +314,30 @@ def _sync_page(portal: Portal, rows: list[dict], category: str | None, now: date
                for row in rows if int(row["ID"]) in cards)
 
 
+def _page_changes(portal: Portal, rows: list[dict], category: str | None) -> int:
+    """What _sync_page would update, for a dry run."""
+    cards = _cards_by_contact(portal, [int(row["ID"]) for row in rows])
+    return sum(bool(profile_changes(cards[int(row["ID"])], card_data(dict(row), category),
+                                    category))
+               for row in rows if int(row["ID"]) in cards)
+
+
 def sync_all(settings: B24Settings, *, now: datetime | None = None, session=None,
-             progress: Callable[[str], None] | None = None) -> dict[str, SyncReport | B24Error]:
-    """full_sync of every installed portal; one portal's B24 failure doesn't stop the rest."""
+             progress: Callable[[str], None] | None = None, dry_run: bool = False,
+             only: Portal | None = None) -> dict[str, SyncReport | B24Error]:
+    """full_sync of every installed portal (or `only` that one); one portal's B24 failure
+    doesn't stop the rest."""
     outcome: dict[str, SyncReport | B24Error] = {}
     portals = (Portal.select().where((Portal.status == "active") & Portal.access_token.is_null(False)
                                      & (Portal.access_token != "")).order_by(Portal.id))
+    if only is not None:
+        portals = portals.where(Portal.id == only.id)
     for portal in portals:
         name = portal.domain or portal.member_id
         say = (lambda line, name=name: progress(f"{name}: {line}")) if progress else None
         try:
             outcome[portal.member_id] = full_sync(portal, settings, now=now, session=session,
-                                                  progress=say)
+                                                  progress=say, dry_run=dry_run)
         except B24Error as exc:  # the message is already masked by the client
             log.warning("contact sync of portal %s failed: %s", portal.member_id, exc)
             outcome[portal.member_id] = exc

@@ -20,13 +20,13 @@ import threading
 from datetime import datetime, time
 
 from activities.portals import B24Settings
-from activities.runner import run_due
 from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
+from background.dispatch import deliver_due
+from background.runner import run_due
 from notifications import delivery
-from scheduler import daily, offline, reconcile, sync
-from scheduler.dispatch import deliver_due
+from scheduler import daily, heartbeat, offline, reconcile, sync
 from scheduler.lock import SchedulerLease
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,25 @@ class Worker:
     def settings(self) -> B24Settings:
         return B24Settings.from_config(self.app.config)
 
-    def tick(self, now: datetime | None = None, session=None) -> tuple[int, int]:
+    def tick(self, now: datetime | None = None, session=None,
+             portal=None) -> tuple[int, int, int, int, int]:
         """One pass of everything, in order (tests, `run-once outbox`): due runs first
-        (they enqueue writes), then what waits to be sent."""
+        (they enqueue writes), then what waits to be sent. Returns the runs, outbox rows,
+        messages, webhook deliveries and contact events worked. `portal`: only its rows
+        (webhooks are then left for the scheduler)."""
+        pid = None if portal is None else portal.id
         with connection():
-            runs = run_due(self.settings, now=now, session=session)
-            sent = deliver_due(self.settings, now=now, session=session)
-            delivery.deliver_due(self.app.config, now=now, session=session)
-            webhook_sender.deliver_due(self.app.config, now=now)
-            offline.tick(self.settings, now=now, session=session)  # lost events, merges
-            sync.process_contact_events(self.settings, now=now, session=session)
-        return runs, sent
+            runs = run_due(self.settings, now=now, session=session, portal_id=pid)
+            sent = deliver_due(self.settings, now=now, session=session, portal_id=pid)
+            messages = delivery.deliver_due(self.app.config, now=now, session=session,
+                                            portal=portal)
+            hooks = 0
+            if pid is None:  # not split by portal: with --portal the scheduler does these
+                hooks = webhook_sender.deliver_due(self.app.config, now=now)
+                offline.tick(self.settings, now=now, session=session)  # lost events, merges
+            events = sync.process_contact_events(self.settings, now=now, session=session,
+                                                 portal=portal)
+        return runs, sent, messages, hooks, events
 
     def b24_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:
         return workers.b24_pass(self.settings, self.holder, now=now, session=session,
@@ -103,7 +111,7 @@ class Worker:
         def run():
             try:
                 if self.holds_lock():
-                    job()
+                    heartbeat.run(job, self.holder)
             except Exception:  # the next run retries; one failure must not stop the schedule
                 log.exception("scheduled job %s failed", job.__name__)
         run.__name__ = job.__name__

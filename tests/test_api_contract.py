@@ -11,7 +11,7 @@ from test_concurrency import run_in_threads
 from test_pages import ADMIN, Frame, b24p, empty_portal_settings  # noqa: F401
 
 from api import create_app, migrations
-from api.auth import SCOPES, create_key
+from api.auth import create_key
 from api.db import db
 from api.ledger import cards, operations
 from api.models import ApiKey, SchemaVersion

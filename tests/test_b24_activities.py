@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from b24fake import post_form, workflow_form
 
-from activities import runner
+from background import runner
 from api.clock import utcnow
 from api.ledger import cards, operations
 from api.models import ActivityRun, Card, Entry, Outbox, Portal
@@ -39,7 +39,7 @@ def test_forged_application_token_is_401_and_nothing_happens(client, b24, instal
     form = workflow_form("loyalty_card_info", app_token="forged")
     response = post_form(client, "/b24/activities/loyalty_card_info", form)
     assert response.status_code == 401
-    assert ActivityRun.select().count() == 0 and tick(client.application) == (0, 0)
+    assert ActivityRun.select().count() == 0 and tick(client.application) == (0, 0, 0, 0, 0)
     assert b24.requests == 0
 
 
@@ -54,7 +54,7 @@ def test_card_create_reads_the_contact_and_answers_in_one_batch(app, client, b24
 
     rules.save(installed, {"client_category_field": "UF_CRM_CATEGORY"}, actor="t")
     assert post(client, "loyalty_card_create").get_json() == {"status": "queued"}
-    assert tick(app) == (1, 1)
+    assert tick(app) == (1, 1, 0, 0, 0)
     card = Card.get(Card.contact_id == 42)
     assert (card.number, card.client_category, str(card.birthdate)) == \
         ("79161234567", "Врач", "1990-05-17")
@@ -175,7 +175,7 @@ def test_query_limit_exceeded_is_retried_later(app, client, b24, installed):
     tick(app)
     row = Outbox.get()
     assert row.status == "pending" and "QUERY_LIMIT_EXCEEDED" in row.last_error
-    assert tick(app) == (0, 0)  # backing off: not due yet
+    assert tick(app) == (0, 0, 0, 0, 0)  # backing off: not due yet
     tick(app, now=utcnow() + timedelta(minutes=5))
     assert Outbox.get().status == "sent" and len(replies(b24)) == 1
 

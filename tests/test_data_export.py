@@ -89,7 +89,8 @@ def test_api_writes_are_in_the_audit_trail_without_phones(api):
                                                     "POST /api/v1/cards/<number>/accruals"]
     assert page["has_more"] is True
     accrual = page["items"][1]
-    assert accrual["actor"].startswith("api:") and accrual["source"] == "127.0.0.1"
+    assert accrual["actor"].startswith("api:") and accrual["actor"].endswith(" (tests)")
+    assert accrual["source"] == "127.0.0.1"
     assert accrual["target"].startswith("card:") and accrual["details"]["idempotency_key"] == "a-1"
     assert not AuditEntry.select().where(AuditEntry.target.contains(number[1:])
                                          | AuditEntry.details.contains(number[1:])).exists()

@@ -9,7 +9,7 @@ import pytest
 
 from api.data import imports
 from api.data.csvsource import SourceError, open_rows
-from api.ledger import cards, rollups
+from api.ledger import cards
 from api.models import (ALL_TABLES, AuditEntry, Card, Contact, DailyStat, Entry, ExpiryDay, Lot)
 
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -82,7 +82,9 @@ def test_apply_writes_one_import_entry_with_its_lot_and_sets_the_tier(crm):
     assert (existing.balance_kop, existing.purchases_kop) == (20000, 100000)
     assert Lot.get(Lot.card == existing).expires_at == datetime(2026, 12, 31)  # the line's date
     assert not Entry.select().where(Entry.kind == "accrual").exists()  # no bonus for purchases
-    rollups.catch_up(card.portal)  # the numbers are folded from committed operations
+    from api.ledger import rollups
+
+    rollups.catch_up(crm)  # the numbers are folded from committed entries
     assert DailyStat.get(DailyStat.kind == "import").amount_kop == 170050
     assert sum(row.live_kop for row in ExpiryDay.select()) == 170050
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
-from test_pages import MANAGER, allow, row_counts, text
+from test_pages import MANAGER, allow, moved, row_counts, text
 
 from api.models import AuditEntry, Card, Entry
 
@@ -19,6 +19,14 @@ CSV = ("Телефон;Фамилия;Имя;Категория;Баланс\r\n
 def import_folder(app, tmp_path):
     app.config["IMPORT_FOLDER"] = str(tmp_path / "imports")
     return tmp_path / "imports"
+
+
+def listing(b24p):
+    """The page tests' fake portal answers crm.contact.list as test_sync's does."""
+    from test_sync import ListingPortal
+
+    b24p.m_crm_contact_list = ListingPortal.m_crm_contact_list.__get__(b24p)
+    b24p.listing, b24p._row = None, ListingPortal._row.__get__(b24p)
 
 
 def upload(admin, data=CSV, **form):
@@ -40,18 +48,22 @@ def test_a_dry_run_shows_what_would_happen_and_writes_nothing(admin, installed):
     assert row_counts() == before
 
 
-def test_apply_is_confirmed_then_imports_once(admin, installed):
+def test_apply_is_confirmed_then_imports_once(admin, installed, monkeypatch):
+    from pages import data
+
+    monkeypatch.setattr(data, "PROGRESS_LINES", 1)
     body = text(upload(admin))
     digest = body.split("/b24/app/data/import/")[1][:64]
     confirm = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": ""})
     assert "Подтвердите действие" in text(confirm) and not Card.select().exists()
     done = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": "", "confirmed": "1"})
-    assert done.status_code == 303
+    assert done.status_code == 200 and "Импорт выполнен" in text(done)  # streamed as it goes
+    assert "1 created" in text(done) and "2 строк обработано" in text(done)
     again = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": "", "confirmed": "1"})
     assert again.status_code == 404  # the file is gone once applied: it held personal data
     text(upload(admin))  # the same file uploaded and applied again changes nothing
-    assert admin.post(f"/b24/app/data/import/{digest}/apply",
-                      {"categories": "", "confirmed": "1"}).status_code == 303
+    assert "0 created" in text(admin.post(f"/b24/app/data/import/{digest}/apply",
+                                          {"categories": "", "confirmed": "1"}))
     card = Card.get(Card.number == "79161111111")
     assert card.balance_kop == 15000
     assert Entry.select().where(Entry.kind == "import").count() == 1
@@ -84,16 +96,13 @@ def test_only_admins_see_it(frame_user, installed):
 
 
 def test_reconcile_from_the_page_shows_the_repairs(admin, installed, b24p):
-    from test_sync import ListingPortal
-
     from api.ledger import cards
 
     cards.create_card(installed, {"phone": "+79161234567", "last_name": "Петрова",
                                   "first_name": "Анна", "client_category": "Врач",
                                   "contact_id": 42}, actor="t")
     b24p.add_contact(42)
-    b24p.m_crm_contact_list = ListingPortal.m_crm_contact_list.__get__(b24p)
-    b24p.listing, b24p._row = None, ListingPortal._row.__get__(b24p)
+    listing(b24p)
     page = admin.post("/b24/app/data/reconcile", {})
     assert page.status_code == 200, text(page)
     assert "1 repaired" in text(page) and "контакт 42" in text(page)
@@ -118,7 +127,7 @@ def test_merge_by_hand_shows_both_cards_then_merges_once(admin, installed):
     for _ in range(2):
         done = admin.post(f"/b24/app/data/cards/{a.number}/merge",
                           {"into": b.number, "confirmed": "1"})
-        assert done.status_code == 303 and "m=merged" in done.location
+        assert moved(done) and "m=merged" in moved(done)
     assert (Card.get_by_id(a.id).status, Card.get_by_id(b.id).balance_kop) == ("closed", 5000)
     assert Entry.select().where(Entry.kind == "transfer").count() == 2
     assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1
@@ -134,6 +143,25 @@ def test_forget_from_the_client_page(admin, installed):
     assert "Подтвердите действие" in text(confirm)
     done = admin.post(f"/b24/app/data/cards/{card.number}/forget",
                       {"reason": "Заявление 5", "confirmed": "1"})
-    assert done.status_code == 303 and "m=forgotten" in done.location
+    assert moved(done) and "m=forgotten" in moved(done)
     forgotten = Card.get_by_id(card.id)
     assert forgotten.number.startswith("anon") and forgotten.last_name is None
+
+
+def test_import_from_a_contact_field_on_the_page(admin, installed, b24p):
+    from api.ledger import rules
+
+    rules.save(installed, {"client_category_field": "UF_CRM_CATEGORY"}, "test")
+    b24p.add_contact(42, UF_CRM_BALLY="70")
+    listing(b24p)
+    page = admin.post("/b24/app/data/import-crm", {"field": "UF_CRM_BALLY", "categories": "Врач"})
+    assert page.status_code == 200, text(page)
+    assert 'id="created">1<' in text(page) and not Card.select().exists()
+    confirm = admin.post("/b24/app/data/import-crm/apply", {"field": "UF_CRM_BALLY",
+                                                           "categories": "Врач"})
+    assert "Подтвердите действие" in text(confirm)
+    done = admin.post("/b24/app/data/import-crm/apply", {"field": "UF_CRM_BALLY",
+                                                        "categories": "Врач", "confirmed": "1"})
+    assert "m=imported" in moved(done)
+    assert Card.get().balance_kop == 7000
+    assert admin.post("/b24/app/data/import-crm", {"field": "bad code"}).status_code == 422

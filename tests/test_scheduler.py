@@ -177,7 +177,10 @@ def test_dry_run_names_each_client_and_the_action(portal_b24):
     assert Notification.select().count() == 0
 
 
-def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24):
+def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24, monkeypatch):
+    from scheduler import cli
+
+    monkeypatch.setattr(cli, "utcnow", lambda: datetime(2027, 3, 1, 9))  # the day itself
     rules.save(portal_b24, {"birthday_bonus": "500"}, actor="t")
     card_born(portal_b24, date(1990, 3, 1))
     result = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01",
@@ -188,4 +191,4 @@ def test_cli_dry_run_prints_and_changes_nothing(runner, portal_b24):
     assert "Петрова Анна (card 79161234567): birthday e-mail to anna@example.ru" in result.output
     assert Notification.select().count() == 0 and Entry.select().count() == 0
     done = runner.invoke(args=["scheduler", "run-once", "birthdays", "--date", "2027-03-01"])
-    assert "did 2 action(s)" in done.output and Entry.select().where(Entry.kind == "birthday").count() == 1
+    assert "2 action(s) due; did 1 ledger entry(ies)" in done.output and Entry.select().where(Entry.kind == "birthday").count() == 1

@@ -231,3 +231,11 @@ def test_tokens_of_a_call_are_kept_only_when_the_oauth_server_vouches(client, b2
     post_form(client, "/b24/activities/loyalty_card_info",
               workflow_form("loyalty_card_info", token="another|run|token"))
     assert b24.oauth_requests == []
+
+
+def test_a_stored_endpoint_off_the_allow_list_never_receives_the_secret():
+    assert proof.token_url("http://127.0.0.1:9/rest/", None) == "https://oauth.bitrix.info/oauth/token/"
+    assert proof.token_url("https://oauth.bitrix24.tech/rest/", None) == \
+        "https://oauth.bitrix24.tech/oauth/token/"
+    assert proof.token_url("https://oauth.bitrix24.tech/rest/", "http://127.0.0.1:9/") == \
+        "http://127.0.0.1:9/oauth/token/"

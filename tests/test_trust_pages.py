@@ -75,7 +75,7 @@ def test_no_page_puts_the_token_in_a_url(client, installed, b24p):
     pages = [frame.login(ADMIN)]
     for path in ("/b24/app/clients", f"/b24/app/clients/{card.number}", "/b24/app/numbers",
                  "/b24/app/notifications", "/b24/app/notifications/log", "/b24/app/health",
-                 "/b24/app/clients/new"):
+                 "/b24/app/clients/new", "/b24/app/data"):
         pages.append(frame.get(path))
     pages += [open_tab(client, "contact", 42), open_tab(client, "deal", 7)]
     for page in pages:

@@ -53,6 +53,43 @@ def import_command(path: str, member_id: str, apply: bool, report_path: str | No
         if apply:
             audit.record(portal, actor, "data.import", source="cli", details={
                 "file": path.rsplit("/", 1)[-1], "counts": dict(report.counts)})
+    _summary(report, report_path, apply)
+
+
+@data_cli.command("import-crm", help="Import balances from a numeric contact field: a dry run unless --apply.")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+@click.option("--field", required=True, help="The contact field, e.g. UF_CRM_BALLY.")
+@click.option("--apply", is_flag=True, help="Write it (after reading the dry run's report).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every contact's outcome to this CSV.")
+@click.option("--category", "categories", multiple=True, help="A known client category.")
+def import_crm_command(member_id: str, field: str, apply: bool, report_path: str | None,
+                       categories: tuple[str, ...]):
+    from flask import current_app
+
+    from activities.b24client import B24Error
+    from activities.portals import B24Settings
+    from api.ledger.errors import LedgerError
+    from scheduler import crm_import
+
+    with connection():
+        portal, actor = _portal(member_id), audit.cli_actor()
+        with _report_file(report_path) as writer:
+            try:
+                report = crm_import.run(portal, B24Settings.from_config(current_app.config), field,
+                                        apply=apply, actor=actor, categories=list(categories),
+                                        progress=_say, on_outcome=writer)
+            except LedgerError as exc:
+                raise click.ClickException(exc.message)
+            except B24Error as exc:
+                raise click.ClickException(f"Bitrix24 refused: {exc.code} {exc.description}")
+        if apply:
+            audit.record(portal, actor, "data.import", source="cli",
+                         details={"field": field, "counts": dict(report.counts)})
+    _summary(report, report_path, apply)
+
+
+def _summary(report, report_path: str | None, apply: bool) -> None:
     click.echo(report.summary())
     for reason, count in report.reasons.most_common():
         click.echo(f"  refused {reason}: {count:,}")
@@ -113,7 +150,7 @@ def _write(output: str | None, header, rows) -> int:
 
 
 @export_group.command("cards", help="Every card with balance, tier and totals.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 def export_cards(member_id: str, output: str | None):
     with connection():
@@ -122,8 +159,9 @@ def export_cards(member_id: str, output: str | None):
 
 
 @export_group.command("movements", help="Every ledger entry of a period (UTC days).")
-@click.option("--portal", "member_id", required=True)
-@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="The first day, included.")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="The last day, included.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
@@ -138,7 +176,7 @@ def export_movements(member_id: str, start, end, output: str | None):
 
 @data_cli.command("forget", help="Forget a client (152-FZ): erase personal data, keep the ledger.")
 @click.argument("phone")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--reason", required=True, help="Why (the request's reference): recorded.")
 def forget_command(phone: str, member_id: str, reason: str):
     from api.ledger.cards import card_number
@@ -155,7 +193,7 @@ def forget_command(phone: str, member_id: str, reason: str):
 
 
 @data_cli.command("audit", help="The audit trail as CSV, newest first.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 @click.option("--action", default=None, help="Only actions starting with this.")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 def audit_command(member_id: str, action: str | None, output: str | None):
@@ -166,7 +204,7 @@ def audit_command(member_id: str, action: str | None, output: str | None):
 
 
 @data_cli.command("reconcile", help="Compare our card, balance and tier with every contact; repair.")
-@click.option("--portal", "member_id", required=True)
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
 def reconcile_command(member_id: str):
     from flask import current_app
 
