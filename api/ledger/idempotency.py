@@ -109,10 +109,7 @@ def finish(claim_: Claim, result: dict, card: Card | None = None, follow=None) -
     """Store the answer a repeat will replay; then `follow(outcome)`, still inside the
     operation's transaction (the caller's follow-up: notices, the Bitrix24 batch), so it
     exists exactly when the movement does, without a savepoint around the operation."""
-    # The comment (a manager's reason may name the client) stays on the entry alone, where
-    # anonymising finds it; the follow-up gets it from this first answer only.
-    stored = {k: v for k, v in result.items() if k != "comment"}
-    sql.run("finish_operation", json.dumps(stored, ensure_ascii=False), claim_.id)
+    sql.run("finish_operation", json.dumps(result, ensure_ascii=False), claim_.id)
     outcome = Outcome(result, replayed=False, card=card)
     if follow is not None:
         follow(outcome)
