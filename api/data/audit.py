@@ -138,10 +138,16 @@ def with_key_label(actor: str) -> str:
     """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is."""
     from api.models import ApiKey
 
+    from flask import g, has_request_context
+
     if not actor.startswith("api:"):
         return actor
-    key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
-    return f"{actor} ({key.label})" if key is not None and key.label else actor
+    if has_request_context() and getattr(g, "actor", None) == actor and hasattr(g, "key_label"):
+        label = g.key_label  # the request's own key, as api.auth found it (no second read)
+    else:
+        key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
+        label = key.label if key is not None else None
+    return f"{actor} ({label})" if label else actor
 
 
 def _request_target(portal: Portal, view_args: dict) -> str | None:
