@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
+from typing import Callable
 
 from api.db import db, is_postgres
 
@@ -42,38 +42,29 @@ class Queue:
         return backoff(attempts, first_s=self.first_s, max_s=self.max_s)
 
 
-def claimed(queue: Queue, now: datetime, *, limit: int, where=None) -> Iterator:
-    """Yield the due pending rows this worker managed to claim, oldest first.
+def claimed(queue: Queue, now: datetime, *, limit: int, where=None) -> list:
+    """The due pending rows this worker managed to claim, oldest first.
 
-    A claim is a conditional update (pending, unclaimed or its claim lapsed) that also
-    counts the attempt; whoever loses the race updates 0 rows and moves on. On PostgreSQL
-    the candidates are read `FOR UPDATE SKIP LOCKED`, so workers never queue on each
-    other's rows.
+    One transaction picks up to `limit` due rows and claims them (the claim counts the
+    attempt): on PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`, so workers
+    never queue on each other's rows nor take the same one; on SQLite the transaction
+    holds the write lock. Three queries for the lot, not four a row.
     """
     model = queue.model
-    for _ in range(limit):
-        row_id = _claim_one(model, now, queue.claim_s, where)
-        if row_id is None:
-            return
-        yield model.get_by_id(row_id)
-
-
-def _claim_one(model, now: datetime, claim_s: int, where) -> int | None:
     free = model.claimed_until.is_null() | (model.claimed_until < now)
     due = (model.status == "pending") & (model.next_attempt_at <= now) & free
     if where is not None:
         due &= where
     with db.atomic():
-        query = model.select(model.id).where(due).order_by(model.id).limit(1)
+        query = model.select(model.id).where(due).order_by(model.id).limit(limit)
         if is_postgres():
             query = query.for_update("FOR UPDATE SKIP LOCKED")
-        row = query.first()
-        if row is None:
-            return None
-        taken = model.update(claimed_until=now + timedelta(seconds=claim_s),
-                             attempts=model.attempts + 1).where(
-            (model.id == row.id) & (model.status == "pending") & free).execute()
-    return row.id if taken == 1 else None  # lost a race (SQLite has none): next pass
+        ids = [row.id for row in query]
+        if not ids:
+            return []
+        model.update(claimed_until=now + timedelta(seconds=queue.claim_s),
+                     attempts=model.attempts + 1).where(model.id.in_(ids)).execute()
+    return list(model.select().where(model.id.in_(ids)).order_by(model.id))
 
 
 def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=None) -> int:
@@ -88,12 +79,36 @@ def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=N
     return count
 
 
-def _work_one(queue: Queue, row, work: Callable, now: datetime) -> None:
+def work_due_in_packs(queue: Queue, now: datetime, pack: Callable[[list], list[list]],
+                      work: Callable[[list], None], *, limit: int, where=None) -> int:
+    """Claim up to `limit` rows, then work them in the packs `pack` makes of them (rows
+    that share one request); a crash fails only its own pack."""
+    rows = []
+    for row in claimed(queue, now, limit=limit, where=where):
+        if row.attempts > queue.attempts_max:
+            dead_letter(queue, row, f"попытки исчерпаны ({queue.attempts_max})", now)
+        else:
+            rows.append(row)
+    for group in pack(rows):
+        _work_one(queue, group, work, now)
+    return len(rows)
+
+
+def _work_one(queue: Queue, row_or_pack, work: Callable, now: datetime) -> None:
     try:
-        work(row)
-    except Exception as exc:  # a bug: counted, logged, and the row is still accounted for
-        log.exception("%s %s crashed (attempt %s)", queue.model.__name__, row.id, row.attempts)
-        failed(queue, row, f"внутренняя ошибка: {type(exc).__name__}", now)
+        work(row_or_pack)
+    except Exception as exc:  # a bug: counted, logged, and the rows are still accounted for
+        if isinstance(row_or_pack, list) and len(row_or_pack) > 1:
+            # One bad row must not sink the pack: each goes again alone, the culprit fails.
+            log.warning("%s pack crashed (%s): working its rows one by one",
+                        queue.model.__name__, type(exc).__name__, exc_info=True)
+            for row in row_or_pack:
+                _work_one(queue, [queue.model.get_by_id(row.id)], work, now)
+            return
+        rows = row_or_pack if isinstance(row_or_pack, list) else [row_or_pack]
+        log.exception("%s %s crashed", queue.model.__name__, [row.id for row in rows])
+        for row in rows:
+            failed(queue, row, f"внутренняя ошибка: {type(exc).__name__}", now)
 
 
 def failed(queue: Queue, row, reason: str, now: datetime) -> None:

@@ -19,18 +19,19 @@ from typing import Callable
 from peewee import fn
 
 from activities.portals import B24Settings
-from activities.runner import UNISENDER_CODES, run_due
 from api.clock import utcnow
 from api.db import connection
 from api.models import ActivityRun, Outbox, Portal
 from background import lanes, ratelimit
+from background.dispatch import deliver_due
+from background.runner import UNISENDER_CODES, run_due
 from notifications import delivery
-from scheduler.dispatch import deliver_due
 
 log = logging.getLogger(__name__)
 
 LANE_LEASE_S = 30  # a worker that dies loses its lanes within this
-TURN_ROWS = 10  # runs, then outbox rows, per portal per turn
+TURN_ROWS = 50  # runs (their reads one batch), then outbox rows, per portal per turn
+SHARED_TURN_ROWS = 10  # the same while other portals wait: a flood never holds up the quiet
 YIELD_S = 1.0  # a portal whose next request is further away waits for a later pass
 PORTALS_MAX = 1000  # per pass
 
@@ -51,7 +52,7 @@ def due_portals(now: datetime) -> list[int]:
 
 
 def b24_turn(portal_id: int, settings: B24Settings, holder: str, *, now: datetime,
-             session=None) -> int:
+             session=None, rows: int = TURN_ROWS) -> int:
     """One worker's turn at one portal: its due runs, then what they queued to send."""
     member_id = Portal.select(Portal.member_id).where(Portal.id == portal_id).scalar()
     if ratelimit.shared().wait_s(member_id) > YIELD_S:
@@ -59,22 +60,25 @@ def b24_turn(portal_id: int, settings: B24Settings, holder: str, *, now: datetim
     if not lanes.hold(portal_id, lanes.B24, holder, LANE_LEASE_S, now):
         return 0  # another worker has this portal now
     try:
-        runs = run_due(settings, now=now, limit=TURN_ROWS, session=session, lane=lanes.B24,
+        runs = run_due(settings, now=now, limit=rows, session=session, lane=lanes.B24,
                        portal_id=portal_id)
-        return runs + deliver_due(settings, now=now, limit=TURN_ROWS, session=session,
-                                  portal_id=portal_id)
+        # What the runs just queued is due at the wall clock's now: send it in this turn.
+        return runs + deliver_due(settings, now=max(now, utcnow()), limit=TURN_ROWS,
+                                  session=session, portal_id=portal_id)  # packed: cheap
     finally:
         lanes.let_go(portal_id, lanes.B24, holder)
 
 
 def b24_pass(settings: B24Settings, holder: str, *, now: datetime | None = None,
              session=None, stopping: threading.Event | None = None) -> int:
-    now = now or utcnow()
     done = 0
-    for portal_id in due_portals(now):
+    due = due_portals(now or utcnow())
+    rows = TURN_ROWS if len(due) == 1 else SHARED_TURN_ROWS
+    for portal_id in due:
         if stopping is not None and stopping.is_set():
             break  # a clean stop: nothing half-held, the rest stays due for the next worker
-        done += b24_turn(portal_id, settings, holder, now=now, session=session)
+        done += b24_turn(portal_id, settings, holder, now=now or utcnow(), session=session,
+                         rows=rows)
     return done
 
 

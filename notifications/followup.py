@@ -11,8 +11,8 @@ from activities.contacts import fields_update
 from api import versions
 from api.ledger.idempotency import as_key
 from api.models import Card, Entry, Portal
-from api.outbox import enqueue
 from api.webhooks import events as webhook_events
+from background.outbox import enqueue
 from notifications import notices, timeline
 from notifications import settings as settings_mod
 from notifications.context import card_context

@@ -2,7 +2,7 @@
 
 E-mail and SMS rows are delivered by notifications.delivery; a chat row becomes a
 Bitrix24 call that the caller puts in its outbox batch (key `notice_<id>`), and
-scheduler.dispatch marks it sent. The row's key is unique per portal, so queueing the
+background.dispatch marks it sent. The row's key is unique per portal, so queueing the
 same cause twice records (and sends) one message.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from background import lanes
 from notifications import delivery
 from pages import checks, roles, web
 from pages.frame import viewer_required
-from scheduler import dispatch
+from background import dispatch
 
 bp = web.blueprint("pages_health", __name__, url_prefix="/b24/app/health")
 ROWS_MAX = 20

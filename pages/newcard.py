@@ -11,7 +11,7 @@ from api.db import db
 from api.ledger import cards
 from api.ledger import rules as rules_mod
 from api.ledger.errors import CardNotFound, LedgerError
-from api.outbox import enqueue
+from background.outbox import enqueue
 from pages import roles, web
 from pages.frame import viewer_required
 from pages.rules import FIELD_LABELS

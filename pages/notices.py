@@ -10,7 +10,7 @@ from flask import current_app, g, jsonify, request
 from api.db import db
 from api.ledger.errors import InvalidInput
 from api.models import Notification
-from api.outbox import enqueue
+from background.outbox import enqueue
 from notifications import notices
 from notifications import settings as settings_mod
 from notifications.templates import (DEFAULT_TEMPLATES, PLACEHOLDERS, SAMPLE_CONTEXT,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from api.db import db
 from api.models import Card, Portal
-from api.outbox import enqueue
+from background.outbox import enqueue
 from notifications import notices
 
 

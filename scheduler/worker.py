@@ -20,13 +20,13 @@ import threading
 from datetime import datetime, time
 
 from activities.portals import B24Settings
-from activities.runner import run_due
 from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
 from background import wakeup, workers
+from background.dispatch import deliver_due
+from background.runner import run_due
 from notifications import delivery
 from scheduler import daily, heartbeat, offline, reconcile, sync
-from scheduler.dispatch import deliver_due
 from scheduler.lock import SchedulerLease
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ APP_TOKEN = "5d41402abc4b2a76b9719d911017c592"
 
 
 class FakePortal:
-    def __init__(self, rsps: responses.RequestsMock, token: str = "access-1"):
+    def __init__(self, rsps: responses.RequestsMock, token: str = "access-1",
+                 endpoint: str = ENDPOINT):
         self.rsps = rsps  # tests add other services (UniSender) to the same mock
         self.tokens = {token}
         self.activities, self.robots, self.events = {}, {}, []
@@ -70,7 +71,7 @@ class FakePortal:
         self.clock = lambda: 1767225600.0  # tests move it to age the operating window
         self.cost_s: dict[str, float] = {}  # method -> run time each call is charged
         self._operating: dict[str, list[tuple[float, float]]] = {}  # method -> (at, seconds)
-        rsps.add_callback(responses.POST, re.compile(re.escape(ENDPOINT) + r"[\w.]+"),
+        rsps.add_callback(responses.POST, re.compile(re.escape(endpoint) + r"[\w.]+"),
                           callback=self._http)
         for host in OAUTH_HOSTS:
             # POST only: we send secrets in the body, and a GET with them in the query

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from b24fake import post_form, workflow_form
 
-from activities import runner
+from background import runner
 from api.clock import utcnow
 from api.ledger import cards, operations
 from api.models import ActivityRun, Card, Entry, Outbox, Portal

@@ -11,7 +11,7 @@ import pytest
 from b24fake import post_form, workflow_form
 
 from api.models import ActivityRun, Outbox, Portal, PortalLane
-from api.outbox import enqueue
+from background.outbox import enqueue
 from background import lanes, ratelimit
 from scheduler.worker import TICK_S
 
@@ -85,7 +85,7 @@ def test_refusals_slow_us_to_the_drain_rate(app, b24, installed, clock):
 
 
 def test_server_errors_still_back_off_for_minutes(app, b24, installed, clock):
-    enqueue(installed, "op:1", {"one": ("crm.contact.update", {"id": 42, "fields": {}})})
+    enqueue(installed, "op:1", {"one": ("crm.contact.update", {"id": 42, "fields": {"UF_CRM_X": "1"}})})
     b24.failures["crm.contact.update"] = [(500, {"error": "INTERNAL_SERVER_ERROR",
                                                  "error_description": "oops"})] * 3
     b24.add_contact(42)
@@ -96,7 +96,7 @@ def test_server_errors_still_back_off_for_minutes(app, b24, installed, clock):
 
 
 def test_operation_time_limit_waits_at_least_a_minute(app, b24, installed, clock):
-    enqueue(installed, "op:1", {"one": ("crm.contact.update", {"id": 42, "fields": {}})})
+    enqueue(installed, "op:1", {"one": ("crm.contact.update", {"id": 42, "fields": {"UF_CRM_X": "1"}})})
     b24.failures["crm.contact.update"] = [(429, {"error": "OPERATION_TIME_LIMIT",
                                                  "error_description": "Method is blocked"})]
     app.extensions["worker"].tick(now=clock.now)
@@ -107,8 +107,8 @@ def test_overload_limit_stops_the_portal_with_an_alert_until_a_person_resumes(ap
                                                                                clock):
     b24.add_contact(42)
     for n in range(3):
-        enqueue(installed, f"op:{n}", {"one": ("crm.contact.update", {"id": 42, "fields": {}})})
-    b24.failures["crm.contact.update"] = [OVERLOAD]
+        enqueue(installed, f"op:{n}", {"one": ("crm.contact.update", {"id": 42, "fields": {"UF_CRM_X": "1"}})})
+    b24.failures["batch"] = [OVERLOAD]  # the three rows go out in one batch request
     ticks_until(app, clock, lambda: False, limit=timedelta(minutes=30))
     assert b24.requests == 1  # one refusal, then nobody knocks every few seconds
     [alert] = lanes.alerts(installed.id)
@@ -124,9 +124,9 @@ def test_portal_deleted_marks_the_portal_and_stops(app, b24, installed, clock):
     other = Portal.create(member_id="other", client_endpoint="https://other.bitrix24.com/rest/",
                           access_token="t", status="active")
     for n in range(3):
-        enqueue(installed, f"op:{n}", {"one": ("crm.contact.update", {"id": 42, "fields": {}})})
+        enqueue(installed, f"op:{n}", {"one": ("crm.contact.update", {"id": 42, "fields": {"UF_CRM_X": "1"}})})
     enqueue(other, "op:x", {"one": ("crm.contact.update", {"id": 1, "fields": {}})})
-    b24.failures["crm.contact.update"] = [DELETED] * 5
+    b24.failures["batch"] = [DELETED] * 5
     ticks_until(app, clock, lambda: False, limit=timedelta(minutes=10))
     assert Portal.get_by_id(installed.id).status == "deleted"
     assert b24.requests == 1

@@ -14,10 +14,10 @@ from b24fake import post_form, workflow_form
 
 from api.ledger import cards
 from api.models import ActivityRun, Notification, Outbox
-from api.outbox import enqueue
+from background.outbox import enqueue
 from notifications import notices, settings
 from notifications.unisender import GoClient
-from scheduler import dispatch
+from background import dispatch
 
 GO_URL = "https://go1.unisender.ru/ru/transactional/api/v1/email/send.json"
 T0 = datetime(2027, 1, 11, 9, 0)
@@ -47,7 +47,7 @@ def test_an_outbox_row_that_crashes_stops_at_its_attempt_limit(app, b24, install
 
 def test_a_run_that_keeps_crashing_is_a_dead_letter_that_still_answers(app, client, b24, installed,
                                                                        monkeypatch):
-    from activities import runner
+    from background import runner
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -136,3 +136,31 @@ def test_a_slow_unisender_never_delays_bizproc_event_send(app, client, b24, inst
         worker.stop()
     print(f"\ncard_info answered after {info_s:.2f} s while UniSender still held its e-mail")
     assert _answered(b24, "t-mail")[0]["RETURN_VALUES"]["MessageId"] == "job-1"
+
+
+def test_outbox_rows_of_one_portal_share_batch_requests_of_50(app, b24, installed):
+    b24.add_contact(42)
+    for n in range(60):
+        enqueue(installed, f"run:{n}", {"event_send": ("bizproc.event.send", {
+            "EVENT_TOKEN": f"wf|A|{n}", "RETURN_VALUES": {"Success": "Y"}})})
+    enqueue(installed, "op:bad", {"one": ("crm.contact.update", {"id": 999, "fields": {"X": "1"}})})
+    for _ in range(2):
+        app.extensions["worker"].tick(now=T0)
+    assert b24.requests == 2  # 61 rows: 50 commands, then 11
+    assert [p["EVENT_TOKEN"] for p in b24.sent("bizproc.event.send")] == \
+        [f"wf|A|{n}" for n in range(60)]  # in order
+    assert Outbox.select().where(Outbox.status == "sent").count() == 60
+    bad = Outbox.get(Outbox.key == "op:bad")  # its refusal is its own, nobody else's
+    assert bad.status == "failed" and "not found" in bad.last_error.lower()
+
+
+def test_the_ledger_never_imports_the_background_package():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, api.ledger.operations, api.ledger.cards, api.ledger.reversals; "
+            "print([m for m in sys.modules if m.split('.')[0] == 'background'])")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert found == "[]"

@@ -28,6 +28,7 @@ from api.ledger.errors import Conflict
 from api.ledger.operations import TRANSFER, expire_card, lock_card, post
 from api.models import Card, CardMark, Lot, Portal
 from api.outbox import enqueue
+from api.webhooks import events as webhook_events
 from notifications import notices
 from notifications import settings as notice_settings
 
@@ -86,6 +87,7 @@ def merge_cards(portal: Portal, source: Card, target: Card, *, actor: str,
                         ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.merge", target=audit.card_target(target),
                      details={"closed": audit.card_target(source)}, now=now)
+        webhook_events.card_merged(portal, source, target.id)
         _tell(portal, target, f"merge:card{source.id}:into{target.id}",
               f"Карты клиента объединены: карта #{source.id} закрыта, её бонусы и покупки "
               f"перенесены на карту #{target.id}.", now)

@@ -24,7 +24,7 @@ from peewee import DateField, DateTimeField, IntegrityError
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import idempotency, lots, sql
+from api.ledger import holds, idempotency, lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
@@ -277,22 +277,24 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
         _check_active(card)
         rules = _rules(card)
         fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
+        held = holds.held_kop(card.id, now)  # what holds reserve is not spendable
         entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
-                                  now, fields)
+                                  now, fields, held)
         if entry is None:  # the long way: expire what is due, then spend oldest first
             spendable = _expire_due(card, now, claim)
-            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held)
             entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now, **fields)
         result = _summary(card, entry, requested_kop=amount_kop, debited_kop=-entry.amount_kop)
         return idempotency.finish(claim, result, card, follow)
 
 
 def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rules,
-                      claim: Claim, actor: str, now: datetime, fields: dict) -> Entry | None:
+                      claim: Claim, actor: str, now: datetime, fields: dict,
+                      held_kop: int = 0) -> Entry | None:
     """The common debit in fewer statements: the oldest live lot is not due (so none is)
     and covers the amount. None, with nothing written, sends the debit the long way."""
     try:
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held_kop)
     except LedgerError:
         return None  # decided the long way, on the balance left after expiry
     lot_id = lots.take_oldest(card, amount, now)
@@ -310,18 +312,20 @@ def _expire_due(card: Card, now: datetime, claim: Claim) -> list:
     return spendable
 
 
-def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules) -> int:
-    amount = amount_kop
+def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                   held_kop: int = 0) -> int:
+    """What the debit may take: within the order's share and what holds leave free."""
+    amount, available = amount_kop, card.balance_kop - held_kop
     if order_kop is not None:
         cap = percent_of(order_kop, rules.max_debit_share_percent, mode="down", step_kop=1)
         if amount > cap:
             if not partial or cap == 0:
                 raise MaxShareExceeded(cap)
             amount = cap
-    if amount > card.balance_kop:
-        if not partial or card.balance_kop == 0:
-            raise InsufficientBalance(card.balance_kop)
-        amount = card.balance_kop
+    if amount > available:
+        if not partial or available <= 0:
+            raise InsufficientBalance(max(available, 0))
+        amount = available
     return amount
 
 
