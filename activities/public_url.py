@@ -2,7 +2,7 @@
 
 Behind a reverse proxy `request.url_root` is the inner address (http://10.0.0.5:8000/), and a
 handler registered there is unreachable for the portal. So the base is LOYALTY_PUBLIC_URL
-when set; else, only when LOYALTY_PROXY_FIX says how many proxies stand in front of us,
+when set; else, only when LOYALTY_PROXY_HOPS says how many proxies stand in front of us,
 the address the proxy forwarded (X-Forwarded-Proto/Host/Port/Prefix, trusted for exactly
 that many hops by Werkzeug's ProxyFix, so a client cannot forge it past the proxy); else
 nothing is registered and the message says which setting is missing.
@@ -27,9 +27,9 @@ class PublicUrlMissing(B24PermanentError):
 
 
 def proxy_hops(config) -> int:
-    value = str(config.get("PROXY_FIX") or "0").strip()
+    value = str(config.get("PROXY_HOPS") or "0").strip()
     if not value.isdigit() or int(value) > HOPS_MAX:
-        raise ValueError(f"LOYALTY_PROXY_FIX must be the number of proxies (0 to {HOPS_MAX}), "
+        raise ValueError(f"LOYALTY_PROXY_HOPS must be the number of proxies (0 to {HOPS_MAX}), "
                          f"got {value!r}")
     return int(value)
 
@@ -50,7 +50,7 @@ def for_request(found: B24Settings) -> B24Settings:
         raise PublicUrlMissing(
             f"Не задан LOYALTY_PUBLIC_URL: обработчики не зарегистрированы. Этот запрос пришёл "
             f"на {root}, а за обратным прокси это внутренний адрес. Задайте LOYALTY_PUBLIC_URL="
-            f"https://<публичный адрес> или LOYALTY_PROXY_FIX=<число прокси>.")
+            f"https://<публичный адрес> или LOYALTY_PROXY_HOPS=<число прокси>.")
     if not root.startswith("https://"):
         raise PublicUrlMissing(
             f"Прокси передал адрес {root}, а Битрикс24 нужен https. Задайте LOYALTY_PUBLIC_URL "

@@ -63,7 +63,7 @@ def _register_bitrix24(app: Flask) -> None:
     from activities import cli, public_url, views
     from scheduler import worker
 
-    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_FIX names the proxies in front
+    public_url.init_app(app)  # ProxyFix when LOYALTY_PROXY_HOPS names the proxies in front
     app.register_blueprint(views.bp)
     cli.init_app(app)
     worker.init_app(app)

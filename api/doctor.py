@@ -77,7 +77,9 @@ def bitrix24(app: Flask) -> Check:
 
 
 def proxy(app: Flask) -> Check:
-    hops = int(app.config.get("PROXY_HOPS") or 0)
+    from activities.public_url import proxy_hops
+
+    hops = proxy_hops(app.config)
     if hops:
         return Check("proxy", OK, f"LOYALTY_PROXY_HOPS={hops}: X-Forwarded-For/-Proto/-Host "
                                   f"of {hops} proxy(ies) trusted")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import run_simple
 
 from api.db import connection
@@ -37,10 +36,6 @@ def serve_command(host: str | None, port: int | None):
 def init_app(app) -> None:
     from api.doctor import doctor_command
 
-    hops = int(app.config.get("PROXY_HOPS") or 0)
-    if hops:
-        # Behind the https proxy: trust its X-Forwarded-For/-Proto/-Host (and only its),
-        # so request.url_root is the public https address and logs show the client.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    # ProxyFix for LOYALTY_PROXY_HOPS is applied once, by activities.public_url.init_app.
     app.cli.add_command(serve_command)
     app.cli.add_command(doctor_command)

@@ -31,13 +31,13 @@ def install(client, **headers):
 def test_without_a_public_url_nothing_is_registered_and_the_page_says_why(behind_proxy, b24):
     page = install(behind_proxy.test_client(), **FORWARDED)
     assert "installFinish" not in page and "PUBLIC_URL_MISSING" in page
-    assert "LOYALTY_PUBLIC_URL" in page and "LOYALTY_PROXY_FIX" in page and INNER in page
+    assert "LOYALTY_PUBLIC_URL" in page and "LOYALTY_PROXY_HOPS" in page and INNER in page
     assert registered(b24) == []
 
 
 def test_a_configured_proxy_gives_the_forwarded_https_address(behind_proxy, b24):
-    behind_proxy.config["PROXY_FIX"] = "1"
-    public_url.init_app(behind_proxy)  # what the factory does when LOYALTY_PROXY_FIX is set
+    behind_proxy.config["PROXY_HOPS"] = "1"
+    public_url.init_app(behind_proxy)  # what the factory does when LOYALTY_PROXY_HOPS is set
     page = install(behind_proxy.test_client(), **FORWARDED)
     assert "BX24.installFinish()" in page
     handler = b24.activities["loyalty_bonus_debit"]["HANDLER"]
@@ -46,20 +46,20 @@ def test_a_configured_proxy_gives_the_forwarded_https_address(behind_proxy, b24)
 
 
 def test_a_proxy_that_forwards_plain_http_is_refused(behind_proxy, b24):
-    behind_proxy.config["PROXY_FIX"] = "1"
+    behind_proxy.config["PROXY_HOPS"] = "1"
     public_url.init_app(behind_proxy)
     page = install(behind_proxy.test_client(), **{**FORWARDED, "X-Forwarded-Proto": "http"})
     assert "PUBLIC_URL_MISSING" in page and "https" in page and registered(b24) == []
 
 
 def test_the_public_url_wins_over_forwarded_headers(app, b24):
-    app.config["PROXY_FIX"] = "1"
+    app.config["PROXY_HOPS"] = "1"
     public_url.init_app(app)
     install(app.test_client(), **FORWARDED)
     assert b24.activities["loyalty_card_info"]["HANDLER"].startswith("https://loyalty.example.com/")
 
 
 def test_the_number_of_proxies_is_checked():
-    with pytest.raises(ValueError, match="LOYALTY_PROXY_FIX"):
-        public_url.proxy_hops({"PROXY_FIX": "yes"})
-    assert public_url.proxy_hops({}) == 0 and public_url.proxy_hops({"PROXY_FIX": "2"}) == 2
+    with pytest.raises(ValueError, match="LOYALTY_PROXY_HOPS"):
+        public_url.proxy_hops({"PROXY_HOPS": "yes"})
+    assert public_url.proxy_hops({}) == 0 and public_url.proxy_hops({"PROXY_HOPS": "2"}) == 2
