@@ -277,7 +277,7 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
         _check_active(card)
         rules = _rules(card)
         fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
-        held = holds.held_kop(card.id, now)  # what holds reserve is not spendable
+        held = holds.held_for(card, now)  # what holds reserve is not spendable
         entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
                                   now, fields, held)
         if entry is None:  # the long way: expire what is due, then spend oldest first
