@@ -33,6 +33,8 @@ class RuleSchema(Schema):
     product_id = fields.Integer(strict=True, validate=validate.Range(1, 2**31))
     section_id = fields.Integer(strict=True, validate=validate.Range(1, 2**31))
     label = fields.String(validate=validate.Length(max=NAME_MAX))
+    # Percent: 0-100, two decimals, a string in the OpenAPI document (fields.Decimal's
+    # Range put "100.00" where the document needs a number: an invalid schema).
     percent = Percent(allow_none=True)
     exclude = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
     bonus_share = Percent(allow_none=True)

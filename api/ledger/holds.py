@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from peewee import fn
 
-from api import versions
 from api.clock import utcnow
 from api.db import db
 from api.ledger import idempotency, operations
@@ -52,17 +51,6 @@ def held_kop(card_id: int, now: datetime) -> int:
     return int(Hold.select(fn.COALESCE(fn.SUM(Hold.amount_kop), 0))
                .where((Hold.card == card_id) & (Hold.status == "active")
                       & (Hold.expires_at > now)).scalar())
-
-
-def held_for(card, now: datetime) -> int:
-    """held_kop for a debit: a portal that never held anything pays no statement for it
-    (whether it has holds is cached under the settings token read with the card; the
-    portal's first hold bumps that token)."""
-    token = getattr(card, "settings_token", versions.UNKNOWN)
-    if not versions.cached("holds", card.portal_id, token,
-                           lambda: Hold.select().where(Hold.portal == card.portal_id).exists()):
-        return 0
-    return held_kop(card.id, now)
 
 
 def state(hold: Hold, now: datetime | None = None) -> str:
@@ -104,8 +92,6 @@ def hold(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
         available = card.balance_kop - held_kop(card.id, now)
         if amount_kop > available:
             raise InsufficientBalance(max(available, 0))
-        if not Hold.select().where(Hold.portal == portal).exists():
-            versions.bump(portal)  # debits of this portal start counting holds (held_for)
         row = Hold.create(portal=portal, card=card, reference=reference, amount_kop=amount_kop,
                           expires_at=now + timedelta(seconds=ttl), actor=actor, created_at=now)
         row.card = card

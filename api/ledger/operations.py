@@ -24,7 +24,7 @@ from peewee import DateField, DateTimeField, IntegrityError
 
 from api.clock import utcnow
 from api.db import db, lock_rows
-from api.ledger import holds, idempotency, lots, sql
+from api.ledger import idempotency, lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import (
     AlreadyAccrued,
@@ -68,10 +68,14 @@ _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "re
                    "comment": None}
 
 
-def _lock(portal: Portal, number: str) -> Card:
+def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
     """lock_card for the operations, in one statement with the portal's settings token
-    (`card.settings_token`, for api.versions): the follow-up reuses this very Card."""
-    row = sql.row("lock_card", sql.pk(portal), number)
+    (`card.settings_token`, for api.versions): the follow-up reuses this very Card.
+    With `held_at`, the same statement also sums the card's live holds (`card.held_kop`)."""
+    if held_at is None:
+        row = sql.row("lock_card", sql.pk(portal), number)
+    else:
+        row = sql.row("lock_card_held", sql.timestamp(held_at), sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
     return _card(row)
@@ -88,7 +92,9 @@ def _card(row: tuple) -> Card:
     card = Card(__no_default__=True)
     card.__data__ = {name: convert(v) if convert and v is not None else v
                      for (name, convert), v in zip(_CARD_FIELDS, row)}
-    card.settings_token = row[-1]
+    card.settings_token = row[len(_CARD_FIELDS)]
+    if len(row) > len(_CARD_FIELDS) + 1:
+        card.held_kop = int(row[len(_CARD_FIELDS) + 1])
     return card
 
 
@@ -270,14 +276,14 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
     request = {"card": number, "amount_kop": amount_kop, "reference": reference,
                "order_kop": order_kop, "partial": partial, "comment": comment}
     with db.atomic():
-        card = _lock(portal, number)
+        card = _lock(portal, number, held_at=now)
         claim = idempotency.claim(portal, key, DEBIT, request, card)
         if isinstance(claim, Outcome):
             return claim
         _check_active(card)
         rules = _rules(card)
         fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
-        held = holds.held_for(card, now)  # what holds reserve is not spendable
+        held = card.held_kop  # what holds reserve is not spendable (read with the lock)
         entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
                                   now, fields, held)
         if entry is None:  # the long way: expire what is due, then spend oldest first
