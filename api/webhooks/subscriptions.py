@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from api import versions
 from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import InvalidInput, NotFound
@@ -45,6 +46,7 @@ def create(portal: Portal, data: dict, config) -> tuple[WebhookSubscription, str
         secret = signing.new_secret()
         sub = WebhookSubscription.create(portal=portal, url=url, events=events, secret=secret,
                                          description=data.get("description"))
+        versions.bump(portal)  # the movements' cached lists of subscribers start over
     return sub, secret
 
 
@@ -72,12 +74,16 @@ def change(portal: Portal, sub_id: int, data: dict, config) -> WebhookSubscripti
     elif data.get("status") == "paused":
         sub.status, sub.paused_reason = "paused", "Приостановлена через API"
     sub.updated_at = utcnow()
-    sub.save()
+    with db.atomic():
+        sub.save()
+        versions.bump(portal)
     return sub
 
 
 def delete(portal: Portal, sub_id: int) -> None:
-    get(portal, sub_id).delete_instance(recursive=True)
+    with db.atomic():
+        get(portal, sub_id).delete_instance(recursive=True)
+        versions.bump(portal)
 
 
 def attempts(sub: WebhookSubscription, *, page: int, per_page: int):
