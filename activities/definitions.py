@@ -128,6 +128,46 @@ ACTIVITIES = [
         },
     ),
     Activity(
+        "loyalty_bonus_hold", ("Зарезервировать бонусы", "Hold bonuses"),
+        ("Бонусы нельзя потратить, пока резерв не списан или не отменён",
+         "The bonuses can't be spent until the hold is captured or released"),
+        {
+            "Amount": prop("Сколько зарезервировать", "Amount to hold", "double", required=True),
+            **CARD_KEYS,
+            "DealId": prop("ID сделки", "Deal ID", "int"),
+            "ExpiresHours": prop("Срок резерва, часов", "Hold for, hours", "int", default="72"),
+        },
+        {
+            "HoldId": prop("Номер резерва", "Hold ID"),
+            "Held": prop("Зарезервировано", "Held", "double"),
+            "Available": prop("Доступно", "Available", "double"),
+            "ExpiresAt": prop("Резерв до (UTC)", "Held until (UTC)"),
+        },
+    ),
+    Activity(
+        "loyalty_bonus_capture", ("Списать зарезервированные бонусы", "Capture held bonuses"),
+        ("Списывает резерв целиком или часть; остаток освобождается",
+         "Debits all or part of a hold; the rest is freed"),
+        {
+            "HoldId": prop("Номер резерва", "Hold ID", "int", required=True),
+            "Amount": prop("Сколько списать", "Amount", "double",
+                           description=("По умолчанию: весь резерв", "Default: the whole hold")),
+        },
+        {
+            "Debited": prop("Списано", "Debited", "double"),
+            "Balance": prop("Баланс", "Balance", "double"),
+        },
+    ),
+    Activity(
+        "loyalty_bonus_release", ("Отменить резерв бонусов", "Release held bonuses"),
+        ("Возвращает зарезервированные бонусы клиенту", "Gives the held bonuses back"),
+        {"HoldId": prop("Номер резерва", "Hold ID", "int", required=True)},
+        {
+            "Released": prop("Отменён", "Released", "bool"),
+            "Available": prop("Доступно", "Available", "double"),
+        },
+    ),
+    Activity(
         "loyalty_notify_manager", ("Уведомить менеджера в чат", "Notify manager in chat"),
         ("Личное уведомление сотруднику Битрикс24", "A personal notification to a Bitrix24 user"),
         {

@@ -601,8 +601,28 @@ class ProductRuleSet(BaseModel):
     updated_by = CharField(max_length=200, null=True)
 
 
+class Hold(BaseModel):
+    """Bonuses reserved for a payment not yet approved (api.ledger.holds). An active hold
+    makes them unspendable until it is captured, released or its time is up."""
+
+    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    card = ForeignKeyField(Card, backref="holds", on_delete="CASCADE")
+    reference = CharField(max_length=100, null=True)
+    amount_kop = BigIntegerField()
+    captured_kop = BigIntegerField(default=0)
+    status = CharField(max_length=16, default="active")  # active, captured, released
+    expires_at = DateTimeField()
+    capture_entry = ForeignKeyField(Entry, null=True, on_delete="SET NULL")
+    actor = CharField(max_length=200)
+    created_at = DateTimeField(default=utcnow)
+    closed_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("card", "status", "expires_at"), False),)
+
+
 FOLLOW_TABLES = [ClientSite, ClientOrigin, LoginCode, Throttle, WebhookSubscription,
-                 WebhookEvent, WebhookDelivery, WebhookAttempt, ProductRuleSet]
+                 WebhookEvent, WebhookDelivery, WebhookAttempt, ProductRuleSet, Hold]
 ALL_TABLES += FOLLOW_TABLES
 
 

@@ -108,6 +108,10 @@ class Card(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["active", "blocked"]))
     tier = fields.String(required=True, metadata={"example": "Базовый"})
     balance = Money(attribute="balance_kop", required=True)
+    held = Money(attribute="held_kop", metadata={
+        "description": "Reserved by active holds (one card's answers, not lists)."})
+    available = Money(attribute="available_kop", metadata={
+        "description": "Balance minus active holds (one card's answers, not lists)."})
     purchases = Money(attribute="purchases_kop", required=True)
     next_tier = fields.Nested(NextTier, allow_none=True, required=True)
     created = fields.Boolean(required=True, metadata={

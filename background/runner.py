@@ -11,8 +11,8 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from activities import (bonus_accrue, bonus_debit, card_create, card_info, notify_manager,
-                        unisender_send)
+from activities import (bonus_accrue, bonus_debit, bonus_holds, card_create, card_info,
+                        notify_manager, unisender_send)
 from activities.b24client import B24Error, B24TransientError
 from activities.definitions import activity_for
 from activities.forms import FormError
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
             "loyalty_bonus_accrue": bonus_accrue, "loyalty_bonus_debit": bonus_debit,
-            "loyalty_notify_manager": notify_manager, "loyalty_unisender_send": unisender_send}
+            "loyalty_notify_manager": notify_manager, "loyalty_unisender_send": unisender_send,
+            "loyalty_bonus_hold": bonus_holds.hold, "loyalty_bonus_capture": bonus_holds.capture,
+            "loyalty_bonus_release": bonus_holds.release}
 ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
 CLAIM_S = 300
 LOG_MESSAGE_MAX = 1000

@@ -132,7 +132,7 @@ class Postgres:
         self._admin("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public", url=self.url)
 
     def _admin(self, statement: str, params=(), url: str | None = None):
-        conn = self.psycopg2.connect(url or self.base_url, connect_timeout=3)
+        conn = self.psycopg2.connect(url or self.base_url, connect_timeout=20)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:

@@ -10,25 +10,22 @@ checks every signature, so the figure is our side's cost plus one loopback round
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the root
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api.db import connect, db, use  # noqa: E402
+import databases  # noqa: E402
+from api.db import db, use  # noqa: E402
 from api.migrations import migrate  # noqa: E402
 from api.models import Portal, WebhookAttempt, WebhookDelivery  # noqa: E402
 from api.webhooks import events, sender, signing, subscriptions  # noqa: E402
 
-DEFAULT_PG_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL",
-                                "postgresql://postgres@127.0.0.1:5432/test")
-PG_SCHEMA = "bench_webhooks"
 CONFIG = {"WEBHOOK_ALLOW_HTTP": True, "WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"}
 
 
@@ -92,31 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--cards", type=int, default=500)
-    parser.add_argument("--sqlite-only", action="store_true")
-    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
+    databases.add_arguments(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", connect(f"sqlite:///{tmp}/bench.sqlite3"), args.events, args.cards)
-    if args.sqlite_only:
-        return
-    try:
-        admin = connect(args.postgres_url)
-        admin.connect()
-    except Exception as exc:  # noqa: BLE001 - report and stop, as the other benches do
-        print(f"PostgreSQL skipped: {str(exc).strip()[:120]}")
-        return
-    admin.execute_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-    admin.execute_sql(f"CREATE SCHEMA {PG_SCHEMA}")
-    admin.close()
-    joiner = "&" if "?" in args.postgres_url else "?"
-    url = f"{args.postgres_url}{joiner}options=-c%20search_path%3D{PG_SCHEMA}"
-    try:
-        run("PostgreSQL", connect(url), args.events, args.cards)
-    finally:
-        admin = connect(args.postgres_url)
-        admin.connect()
-        admin.execute_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-        admin.close()
+    for label, database in databases.each(args, "bench_webhooks"):
+        run(label, database, args.events, args.cards)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ CLAIM_S = 120
 CHANNELS = ("email", "sms")
 # Short: a slow provider must not hold its lane for long (the clients default to 20 s).
 SEND_TIMEOUT_S = 10
-SECRET_TEMPLATES = ("login_code_sms",)
+SECRET_TEMPLATES = ("login_code_sms",)  # their text is blanked once it has gone (or may have)
+CODE_HIDDEN = "Код входа скрыт после отправки"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -52,6 +53,9 @@ def recover_stuck(now: datetime) -> None:
         & (Notification.attempts >= ATTEMPTS_MAX)).execute()
     Notification.update(status="pending", claimed_until=None).where(
         stuck & (Notification.channel == "email")).execute()
+    Notification.update(body=CODE_HIDDEN).where(
+        stuck & (Notification.channel == "sms") & Notification.template.in_(SECRET_TEMPLATES)
+    ).execute()
     Notification.update(status="unknown", error="Отправка прервалась; SMS не отправлено повторно, "
                                                 "чтобы клиент не получил его дважды").where(
         stuck & (Notification.channel == "sms")).execute()
@@ -125,7 +129,7 @@ def _record(row: Notification, result: SendResult, now: datetime) -> None:
         fields = {"status": "failed", "error": f"{result.error_code}: {result.error}"}
     fields["claimed_until"] = None
     if row.template in SECRET_TEMPLATES and fields["status"] != "pending":
-        fields["body"] = "Код входа скрыт после отправки"  # the code lives only as a hash
+        fields["body"] = CODE_HIDDEN  # the code lives only as a hash
     Notification.update(**fields).where(Notification.id == row.id).execute()
     if not result.ok:
         log.warning("notification %s (%s): %s", row.id, row.channel, fields["error"])

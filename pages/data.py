@@ -13,7 +13,7 @@ import re
 import time
 from datetime import date, timedelta
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request, stream_template, stream_with_context
 
 from api.data import audit, csvout, exports, forget, imports, merges
 from api.data.csvsource import SourceError
@@ -26,6 +26,7 @@ bp = web.blueprint("pages_data", __name__, url_prefix="/b24/app/data")
 UPLOAD_MAX_BYTES = 50 * 1024 * 1024  # about 500,000 lines
 AUDIT_SHOWN = 50
 KEEP_S = 24 * 3600
+PROGRESS_LINES = 5_000
 DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -94,8 +95,12 @@ def _dry_run(digest: str, categories: list[str]):
                                  categories=categories)
         except SourceError as exc:
             raise PageError(422, str(exc))
-    return web.render("data.html", active="data", trail=[], report=report, digest=digest,
-                      categories=", ".join(categories), start=date.today(), end=date.today())
+    joined = ", ".join(categories)
+    return web.render("data.html", active="data", trail=[], report=report,
+                      apply_url=web.page_url("pages_data.apply", digest=digest),
+                      report_url=web.page_url("pages_data.report_csv", digest=digest,
+                                              categories=joined, _get=1),
+                      hidden={"categories": joined}, start=date.today(), end=date.today())
 
 
 @bp.route("/import/<digest>/apply", methods=["POST"])
@@ -108,13 +113,25 @@ def apply(digest: str):
                            web.page_url("pages_data.apply", digest=digest),
                            {"categories": ", ".join(categories)}, web.page_url("pages_data.show"))
     path = _path(digest)
-    with open(path, "rb") as source:
-        report = imports.run(g.portal, source, apply=True, actor=g.viewer.actor,
-                             categories=categories)
-    os.remove(path)  # applied: the personal data it holds is in the cards now, not in a file
-    audit.record(g.portal, g.viewer.actor, "data.import", source=request.remote_addr,
-                 details={"file": digest[:12], "counts": dict(report.counts)})
-    return web.redirect_to("pages_data.show", "imported", detail=report.summary())
+    # A long import shows its progress as it goes: the page is streamed, a line per
+    # PROGRESS_LINES lines of the file; reloading it finds the file gone (applied).
+    return stream_template("pages/data_progress.html", active="data",
+                           progress=_applying(g.portal, path, digest, g.viewer.actor, categories))
+
+
+def _applying(portal, path: str, digest: str, actor: str, categories: list[str]):
+    with connection(), open(path, "rb") as source:
+        dialect, outcomes = imports.outcomes_of(portal, source, apply=True, actor=actor,
+                                                categories=categories)
+        report = imports.Report(dialect, True)
+        for outcome, brings in outcomes:
+            report.add(outcome, brings)
+            if report.lines % PROGRESS_LINES == 0:
+                yield f"{report.lines:,} строк обработано…"
+        os.remove(path)  # applied: the personal data it held is in the cards now
+        audit.record(portal, actor, "data.import", source=request.remote_addr,
+                     details={"file": digest[:12], "counts": dict(report.counts)})
+    yield "Импорт выполнен. " + report.summary()
 
 
 @bp.route("/import/<digest>/report.csv", methods=["GET"])
@@ -137,6 +154,49 @@ def report_csv(digest: str):
 def _csv(name: str, header, rows) -> Response:
     return Response(stream_with_context(csvout.pieces(header, rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _crm_run(field: str, categories: list[str], apply: bool):
+    from activities.b24client import B24Error
+    from scheduler import crm_import
+
+    try:
+        return crm_import.run(g.portal, web.b24_settings(), field, apply=apply,
+                              actor=g.viewer.actor, categories=categories,
+                              session=current_app.extensions.get("b24_session"))
+    except LedgerError as exc:
+        raise PageError(422, exc.message)
+    except B24Error as exc:
+        raise PageError(502, f"Битрикс24 не ответил: {exc.code} {exc.description}")
+
+
+@bp.route("/import-crm", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def import_crm():
+    """A numeric contact field as the source: the dry run over every contact."""
+    field, categories = web.form_text("field", 64), _categories()
+    report = _crm_run(field, categories, apply=False)
+    return web.render("data.html", active="data", trail=[], report=report,
+                      apply_url=web.page_url("pages_data.apply_crm"), report_url=None,
+                      hidden={"field": field, "categories": ", ".join(categories)},
+                      start=date.today(), end=date.today())
+
+
+@bp.route("/import-crm/apply", methods=["POST"])
+@viewer_required
+@roles.require(roles.MANAGE)
+def apply_crm():
+    field, categories = web.form_text("field", 64), _categories()
+    if not web.confirmed():
+        return web.confirm("Импорт баллов из поля контакта", [("Поле", field)],
+                           web.page_url("pages_data.apply_crm"),
+                           {"field": field, "categories": ", ".join(categories)},
+                           web.page_url("pages_data.show"))
+    report = _crm_run(field, categories, apply=True)
+    audit.record(g.portal, g.viewer.actor, "data.import", source=request.remote_addr,
+                 details={"field": field, "counts": dict(report.counts)})
+    return web.redirect_to("pages_data.show", "imported", detail=report.summary())
 
 
 @bp.route("/reconcile", methods=["POST"])
@@ -228,6 +288,8 @@ def movements_csv():
         end = date.fromisoformat(request.args.get("end", ""))
     except ValueError:
         raise PageError(422, "Укажите период: даты начала и конца.")
+    if not date(2000, 1, 1) <= start <= end <= date(2100, 12, 31):
+        raise PageError(422, "Период: с 2000 по 2100 год, начало не позже конца.")
     portal = g.portal
 
     def rows():

@@ -16,7 +16,9 @@ COPIED = ("last_name", "first_name", "middle_name", "phone", "email", "birthdate
 def store(portal: Portal, rows: Iterable[Mapping[str, Any]], category: str | None,
           now: datetime) -> int:
     """Upsert the contacts of a page (or of an event batch); returns how many."""
-    records = [_record(portal, row, category, now) for row in rows]
+    from api.data.forget import without_forgotten  # a forgotten client is not copied back
+
+    records = [_record(portal, row, category, now) for row in without_forgotten(portal, list(rows))]
     if records:
         Contact.insert_many(records).on_conflict(
             conflict_target=[Contact.portal, Contact.contact_id],

@@ -31,7 +31,7 @@ from activities.registration import OFFLINE_EVENTS
 from api.clock import utcnow
 from api.db import db
 from api.models import B24Event, OfflineQueue, Portal
-from background import lanes
+from background import lanes, pacing
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 50  # event.offline.get's default and what one reply is built for
@@ -54,7 +54,19 @@ def drain(settings: B24Settings, *, now: datetime | None = None, session=None) -
             total += drain_portal(portal, client_for(portal, settings, session), now)
         except B24Error as exc:  # rate limit, outage, no offline events on this plan: later
             log.warning("offline events of portal %s wait: %s", portal.member_id, exc)
+            _stop_if_blocked(portal, exc, now)
     return total
+
+
+def _stop_if_blocked(portal: Portal, exc: B24Error, now: datetime) -> None:
+    """A portal blocked by support, or deleted, stops all our Bitrix24 work (as the
+    outbox does: background.pacing), not only this queue's."""
+    code = pacing.code_of(exc)
+    if code == pacing.OVERLOAD:
+        lanes.pause(portal.id, lanes.B24, now + timedelta(seconds=pacing.BLOCK_PROBE_S), code,
+                    exc.description or "REST API заблокирован из-за перегрузки", now)
+    elif code == pacing.DELETED:
+        lanes.mark_deleted(portal.id, exc.description or "Портал удалён", now)
 
 
 def _due(portal: Portal, now: datetime) -> bool:

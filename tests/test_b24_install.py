@@ -69,7 +69,7 @@ def test_install_again_repairs_and_adds_nothing_twice(client, b24):
     assert methods.count("bizproc.activity.add") == 1 and methods.count("event.bind") == 0
     assert methods.count("crm.contact.userfield.add") == 0
     assert methods.count("placement.bind") == 0
-    assert methods.count("bizproc.activity.update") == 5
+    assert methods.count("bizproc.activity.update") == 8  # the other actions
     assert len(b24.events) == 3 and "loyalty_card_info" in b24.activities
 
 
@@ -112,7 +112,7 @@ def test_a_refused_optional_write_still_finishes_and_says_what_failed(client, b2
     assert f"Поле контакта UF_CRM_LOYALTY_CARD: ERROR_CORE {refusal}" in page
     assert "«Состояние»" in page and "b24 register" in page
     assert "2 contact fields created, 1 errors" in page
-    assert len(b24.activities) == 6 and len(b24.events) == 3
+    assert len(b24.activities) == 9 and len(b24.events) == 3
 
 
 def test_a_refused_activity_does_not_finish(client, b24):
@@ -193,7 +193,7 @@ def test_onappinstall_event_stores_tokens(client, b24):
 def test_cli_register_and_portals(runner, b24, installed):
     result = runner.invoke(args=["b24", "register", "--portal", MEMBER])
     assert result.exit_code == 0, result.output
-    assert ("12 added, 0 updated, 3 events bound, 2 tabs bound, 3 contact fields created, "
+    assert ("18 added, 0 updated, 3 events bound, 2 tabs bound, 3 contact fields created, "
             "0 errors") in result.output
     listing = runner.invoke(args=["b24", "portals"]).output
     assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing

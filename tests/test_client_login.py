@@ -243,3 +243,13 @@ def test_one_code_gives_one_token_under_parallel_tries(app, site):
         thread.join()
     db.connect(reuse_if_open=True)
     assert sorted(answers) == [200, 401, 401, 401, 401, 401]
+
+
+def test_an_sms_cut_off_mid_send_is_blanked_too(app, client, site):
+    login(client, site)
+    row = Notification.get(Notification.template == "login_code_sms")
+    Notification.update(status="sending", claimed_until=utcnow() - timedelta(seconds=1)).where(
+        Notification.id == row.id).execute()
+    delivery.recover_stuck(utcnow())
+    after = Notification.get_by_id(row.id)
+    assert after.status == "unknown" and not re.search(r"\d{6}", after.body)

@@ -89,7 +89,8 @@ def test_api_writes_are_in_the_audit_trail_without_phones(api):
                                                     "POST /api/v1/cards/<number>/accruals"]
     assert page["has_more"] is True
     accrual = page["items"][1]
-    assert accrual["actor"].startswith("api:") and accrual["source"] == "127.0.0.1"
+    assert accrual["actor"].startswith("api:") and accrual["actor"].endswith(" (tests)")
+    assert accrual["source"] == "127.0.0.1"
     assert accrual["target"].startswith("card:") and accrual["details"]["idempotency_key"] == "a-1"
     assert not AuditEntry.select().where(AuditEntry.target.contains(number[1:])
                                          | AuditEntry.details.contains(number[1:])).exists()
@@ -133,3 +134,10 @@ def test_merge_through_the_api_moves_the_balance_once(api):
     assert api.post(f"/api/v1/cards/{b}/merge", json={"into": b}).status_code == 409
     assert api.post(f"/api/v1/cards/{b}/merge", json={}).status_code == 422
     assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1
+
+
+def test_the_end_of_time_is_a_422_not_a_500(api):
+    for path in ("/api/v1/exports/movements.csv?from=2026-01-01&to=9999-12-31",
+                 "/api/v1/audit?to=9999-12-31"):
+        response = api.get(path)
+        assert response.status_code == 422 and "to" in response.json["error"]["fields"]

@@ -106,3 +106,17 @@ def test_cli_forgets_without_echoing_the_phone(runner, client_with_history):
     assert "forgotten" in result.output and NUMBER not in result.output
     assert AuditEntry.get(AuditEntry.action == "card.anonymise").source == "cli"
     assert personal_rows() == []
+
+
+def test_the_sync_does_not_copy_a_forgotten_client_back(api, client_with_history, portal):
+    from datetime import datetime
+
+    from scheduler import client_copy
+
+    api.post(f"/api/v1/cards/{NUMBER}/anonymise", json={"reason": "Заявление"})
+    contact = {"ID": "42", "NAME": "Анна", "LAST_NAME": "Петрова", "EMAIL": [{"VALUE": EMAIL}],
+               "PHONE": [{"VALUE": PHONE, "VALUE_TYPE": "MOBILE"}]}
+    other = {"ID": "43", "NAME": "Ольга", "LAST_NAME": "Другая"}
+    client_copy.store(portal, [contact, other], None, datetime(2026, 3, 1))
+    assert [c.contact_id for c in Contact.select()] == [43]
+    assert personal_rows() == []

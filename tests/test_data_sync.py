@@ -176,3 +176,15 @@ def test_a_portal_is_asked_once_per_interval_and_first_one_interval_after_it_is_
     assert b24.sent("event.offline.get") == []
     offline.drain(B24Settings.from_config(app.config), now=NOW + timedelta(seconds=31))
     assert len(b24.sent("event.offline.get")) == 1
+
+
+def test_a_portal_blocked_by_support_is_not_asked_again(app, b24, crm):
+    from background import lanes
+
+    b24.failures["event.offline.get"] = [(503, {"error": "OVERLOAD_LIMIT",
+                                                "error_description": "REST API is blocked"})]
+    tick(app)
+    assert lanes.alerts(crm.id)[0].alert_code == "OVERLOAD_LIMIT"
+    asked = len(b24.sent("event.offline.get")) + b24.requests
+    tick(app, NOW + timedelta(minutes=5))
+    assert len(b24.sent("event.offline.get")) + b24.requests == asked

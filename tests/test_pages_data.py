@@ -21,6 +21,14 @@ def import_folder(app, tmp_path):
     return tmp_path / "imports"
 
 
+def listing(b24p):
+    """The page tests' fake portal answers crm.contact.list as test_sync's does."""
+    from test_sync import ListingPortal
+
+    b24p.m_crm_contact_list = ListingPortal.m_crm_contact_list.__get__(b24p)
+    b24p.listing, b24p._row = None, ListingPortal._row.__get__(b24p)
+
+
 def upload(admin, data=CSV, **form):
     return admin.post("/b24/app/data/import", {"file": (io.BytesIO(data), "clients.csv"), **form})
 
@@ -40,18 +48,22 @@ def test_a_dry_run_shows_what_would_happen_and_writes_nothing(admin, installed):
     assert row_counts() == before
 
 
-def test_apply_is_confirmed_then_imports_once(admin, installed):
+def test_apply_is_confirmed_then_imports_once(admin, installed, monkeypatch):
+    from pages import data
+
+    monkeypatch.setattr(data, "PROGRESS_LINES", 1)
     body = text(upload(admin))
     digest = body.split("/b24/app/data/import/")[1][:64]
     confirm = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": ""})
     assert "Подтвердите действие" in text(confirm) and not Card.select().exists()
     done = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": "", "confirmed": "1"})
-    assert moved(done)
+    assert done.status_code == 200 and "Импорт выполнен" in text(done)  # streamed as it goes
+    assert "1 created" in text(done) and "2 строк обработано" in text(done)
     again = admin.post(f"/b24/app/data/import/{digest}/apply", {"categories": "", "confirmed": "1"})
     assert again.status_code == 404  # the file is gone once applied: it held personal data
     text(upload(admin))  # the same file uploaded and applied again changes nothing
-    assert moved(admin.post(f"/b24/app/data/import/{digest}/apply",
-                      {"categories": "", "confirmed": "1"}))
+    assert "0 created" in text(admin.post(f"/b24/app/data/import/{digest}/apply",
+                                          {"categories": "", "confirmed": "1"}))
     card = Card.get(Card.number == "79161111111")
     assert card.balance_kop == 15000
     assert Entry.select().where(Entry.kind == "import").count() == 1
@@ -73,6 +85,8 @@ def test_exports_from_the_page(admin, installed):
     moves = admin.get("/b24/app/data/movements.csv", start="2000-01-01", end="2100-01-01")
     assert moves.status_code == 200
     assert admin.get("/b24/app/data/movements.csv", start="x").status_code == 422
+    assert admin.get("/b24/app/data/movements.csv", start="2026-01-01",
+                     end="9999-12-31").status_code == 422
 
 
 def test_only_admins_see_it(frame_user, installed):
@@ -84,16 +98,13 @@ def test_only_admins_see_it(frame_user, installed):
 
 
 def test_reconcile_from_the_page_shows_the_repairs(admin, installed, b24p):
-    from test_sync import ListingPortal
-
     from api.ledger import cards
 
     cards.create_card(installed, {"phone": "+79161234567", "last_name": "Петрова",
                                   "first_name": "Анна", "client_category": "Врач",
                                   "contact_id": 42}, actor="t")
     b24p.add_contact(42)
-    b24p.m_crm_contact_list = ListingPortal.m_crm_contact_list.__get__(b24p)
-    b24p.listing, b24p._row = None, ListingPortal._row.__get__(b24p)
+    listing(b24p)
     page = admin.post("/b24/app/data/reconcile", {})
     assert page.status_code == 200, text(page)
     assert "1 repaired" in text(page) and "контакт 42" in text(page)
@@ -137,3 +148,22 @@ def test_forget_from_the_client_page(admin, installed):
     assert moved(done) and "m=forgotten" in moved(done)
     forgotten = Card.get_by_id(card.id)
     assert forgotten.number.startswith("anon") and forgotten.last_name is None
+
+
+def test_import_from_a_contact_field_on_the_page(admin, installed, b24p):
+    from api.ledger import rules
+
+    rules.save(installed, {"client_category_field": "UF_CRM_CATEGORY"}, "test")
+    b24p.add_contact(42, UF_CRM_BALLY="70")
+    listing(b24p)
+    page = admin.post("/b24/app/data/import-crm", {"field": "UF_CRM_BALLY", "categories": "Врач"})
+    assert page.status_code == 200, text(page)
+    assert 'id="created">1<' in text(page) and not Card.select().exists()
+    confirm = admin.post("/b24/app/data/import-crm/apply", {"field": "UF_CRM_BALLY",
+                                                           "categories": "Врач"})
+    assert "Подтвердите действие" in text(confirm)
+    done = admin.post("/b24/app/data/import-crm/apply", {"field": "UF_CRM_BALLY",
+                                                        "categories": "Врач", "confirmed": "1"})
+    assert "m=imported" in moved(done)
+    assert Card.get().balance_kop == 7000
+    assert admin.post("/b24/app/data/import-crm", {"field": "bad code"}).status_code == 422

@@ -292,3 +292,16 @@ def test_a_killed_worker_process_loses_nothing_and_duplicates_nothing(
     deliver(app, now=utcnow() + timedelta(seconds=sender.CLAIM_S + 1))
     assert receiver.types(A) == EXPECTED_A and receiver.types(B) == EXPECTED_B
     assert len(receiver.raw) == 10 and len(set(receiver.raw)) == 8  # two repeats, same ids
+
+
+def test_a_merge_is_one_card_merged_event_on_the_surviving_card(app, hooked, receiver):
+    hooked.new_card(phone=A)
+    hooked.new_card(phone=B, first_name="Иван")
+    hooked.op(A, "adjustments", {"amount": "50", "reason": "старт"})
+    for _ in range(2):  # a repeated merge moves nothing and tells nothing again
+        assert hooked.post(f"/api/v1/cards/{A}/merge", json={"into": B}).status_code == 200
+    deliver(app)
+    merged = [e for e in receiver.events if e["type"] == "card.merged"]
+    assert len(merged) == 1
+    assert merged[0]["data"]["card"]["number"] == B and merged[0]["data"]["merged"]["number"] == A
+    assert merged[0]["data"]["card"]["balance"] == "50.00"

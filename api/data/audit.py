@@ -32,7 +32,7 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
     if has_request_context():
         g.audit_recorded = True  # the request hook then does not record it a second time
     return AuditEntry.create(
-        portal=portal, actor=(actor or "unknown")[:200], action=action[:100],
+        portal=portal, actor=with_key_label(actor or "unknown")[:200], action=action[:100],
         target=target[:100] if target else None, source=(source or "")[:100] or None,
         details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
         created_at=now or utcnow())
@@ -88,7 +88,7 @@ def as_dict(row: AuditEntry) -> dict:
 def _after_request(response):
     from flask import g, request
 
-    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code) \
+    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code, g) \
             or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
             or request.url_rule.rule in SKIPPED_RULES:
         return response
@@ -107,10 +107,23 @@ def _after_request(response):
     return response
 
 
-def _changed(path: str, status: int) -> bool:
+def _changed(path: str, status: int, g) -> bool:
     """The API answers a write with 2xx. The app's pages answer a POST that only asks
-    for confirmation with 200 and a done write with a redirect (post/redirect/get)."""
-    return 200 <= status < 300 if path.startswith("/api/") else 300 <= status < 400
+    for confirmation with its form, and a done write by moving on to the next page: a
+    redirect, or the page that posts on (pages.web.redirect_to renders CONTINUE_PAGE)."""
+    if path.startswith("/api/"):
+        return 200 <= status < 300
+    return 300 <= status < 400 or getattr(g, "page_moved_on", False)
+
+
+CONTINUE_PAGE = "pages/continue.html"
+
+
+def _on_template(sender, template, context, **extra):
+    from flask import g
+
+    if template.name == CONTINUE_PAGE:
+        g.page_moved_on = True
 
 
 def _request_actor(g) -> str:
@@ -119,6 +132,23 @@ def _request_actor(g) -> str:
     if actor is None and viewer is not None:
         actor = viewer.actor  # a Bitrix24 user in the app's pages
     return actor or "unknown"
+
+
+def with_key_label(actor: str) -> str:
+    """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is.
+    In a request the key was just read (g.actor_label); elsewhere it is looked up."""
+    from flask import g, has_request_context
+
+    from api.models import ApiKey
+
+    if not actor.startswith("api:"):
+        return actor
+    if has_request_context() and g.get("actor") == actor and "actor_label" in g:
+        label = g.actor_label
+    else:
+        key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
+        label = key.label if key is not None else None
+    return f"{actor} ({label})" if label else actor
 
 
 def _request_target(portal: Portal, view_args: dict) -> str | None:
@@ -142,4 +172,7 @@ def _request_target(portal: Portal, view_args: dict) -> str | None:
 
 
 def init_app(app) -> None:
+    from flask import template_rendered
+
     app.after_request(_after_request)
+    template_rendered.connect(_on_template, app)

@@ -53,6 +53,43 @@ def import_command(path: str, member_id: str, apply: bool, report_path: str | No
         if apply:
             audit.record(portal, actor, "data.import", source="cli", details={
                 "file": path.rsplit("/", 1)[-1], "counts": dict(report.counts)})
+    _summary(report, report_path, apply)
+
+
+@data_cli.command("import-crm", help="Import balances from a numeric contact field: a dry run unless --apply.")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+@click.option("--field", required=True, help="The contact field, e.g. UF_CRM_BALLY.")
+@click.option("--apply", is_flag=True, help="Write it (after reading the dry run's report).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every contact's outcome to this CSV.")
+@click.option("--category", "categories", multiple=True, help="A known client category.")
+def import_crm_command(member_id: str, field: str, apply: bool, report_path: str | None,
+                       categories: tuple[str, ...]):
+    from flask import current_app
+
+    from activities.b24client import B24Error
+    from activities.portals import B24Settings
+    from api.ledger.errors import LedgerError
+    from scheduler import crm_import
+
+    with connection():
+        portal, actor = _portal(member_id), audit.cli_actor()
+        with _report_file(report_path) as writer:
+            try:
+                report = crm_import.run(portal, B24Settings.from_config(current_app.config), field,
+                                        apply=apply, actor=actor, categories=list(categories),
+                                        progress=_say, on_outcome=writer)
+            except LedgerError as exc:
+                raise click.ClickException(exc.message)
+            except B24Error as exc:
+                raise click.ClickException(f"Bitrix24 refused: {exc.code} {exc.description}")
+        if apply:
+            audit.record(portal, actor, "data.import", source="cli",
+                         details={"field": field, "counts": dict(report.counts)})
+    _summary(report, report_path, apply)
+
+
+def _summary(report, report_path: str | None, apply: bool) -> None:
     click.echo(report.summary())
     for reason, count in report.reasons.most_common():
         click.echo(f"  refused {reason}: {count:,}")

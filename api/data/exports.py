@@ -23,29 +23,41 @@ MOVEMENT_HEADER = ("id", "created_at_utc", "card", "kind", "amount", "balance_af
                    "reference", "purchase", "actor", "comment")
 
 
-def _keyset(query, column, page_rows: int = PAGE_ROWS) -> Iterator[list]:
-    """Pages of `query` in ascending `column` (the model's id)."""
+def _keyset(query, column, page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
+    """Pages of `query` (tuples whose first value is `column`, the id) in ascending id.
+    Tuples, not models: building a model per row would cost more than the rest."""
     last = 0
     while True:
-        page = list(query.where(column > last).order_by(column).limit(page_rows))
+        page = list(query.where(column > last).order_by(column).limit(page_rows).tuples())
         if not page:
             return
         yield page
-        last = page[-1].id
+        last = page[-1][0]
+
+
+CARD_COLUMNS = (Card.id, Card.number, Card.status, Card.last_name, Card.first_name,
+                Card.middle_name, Card.email, Card.birthdate, Card.client_category, Card.tier,
+                Card.balance_kop, Card.purchases_kop, Card.created_at)
 
 
 def card_rows(portal: Portal) -> Iterator[list]:
-    query = Card.select().where(Card.portal == portal)
+    query = Card.select(*CARD_COLUMNS).where(Card.portal == portal)
     for page in _keyset(query, Card.id):
-        totals = _totals([card.id for card in page])
-        for card in page:
-            credit, debit = totals.get(card.id, (0, 0))
-            yield [card.number, card.status, safe(card.last_name), safe(card.first_name),
-                   safe(card.middle_name), safe(card.email),
-                   card.birthdate.isoformat() if card.birthdate else "",
-                   safe(card.client_category), safe(card.tier), format_kop(card.balance_kop),
-                   format_kop(card.purchases_kop), format_kop(credit), format_kop(-debit),
-                   card.created_at.isoformat(" ", "seconds")]
+        totals = _totals([row[0] for row in page])
+        for (card_id, number, status, last, first, middle, email, born, category, tier,
+             balance, purchases, created) in page:
+            credit, debit = totals.get(card_id, (0, 0))
+            yield [number, status, safe(last), safe(first), safe(middle), safe(email),
+                   _iso(born), safe(category), safe(tier), format_kop(balance),
+                   format_kop(purchases), format_kop(credit), format_kop(-debit), _iso(created)]
+
+
+def _iso(value) -> str:
+    """A date or timestamp as text (SQLite hands back text already)."""
+    if value is None:
+        return ""
+    return value.isoformat(" ", "seconds") if isinstance(value, datetime) else \
+        value.isoformat() if isinstance(value, date) else str(value)[:19]
 
 
 def _totals(card_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -62,13 +74,15 @@ def _totals(card_ids: list[int]) -> dict[int, tuple[int, int]]:
 
 def movement_rows(portal: Portal, start: date, end: date) -> Iterator[list]:
     """Every entry from `start` (inclusive) to `end` (exclusive), UTC days."""
-    query = (Entry.select(Entry, Card.number).join(Card)
+    query = (Entry.select(Entry.id, Entry.created_at, Card.number, Entry.kind, Entry.amount_kop,
+                          Entry.balance_after_kop, Entry.reference, Entry.purchase_kop,
+                          Entry.actor, Entry.comment).join(Card)
              .where((Entry.portal == portal)
                     & (Entry.created_at >= datetime.combine(start, time()))
                     & (Entry.created_at < datetime.combine(end, time()))))
     for page in _keyset(query, Entry.id):
-        for entry in page:
-            yield [entry.id, entry.created_at.isoformat(" ", "seconds"), entry.card.number,
-                   entry.kind, format_kop(entry.amount_kop), format_kop(entry.balance_after_kop),
-                   safe(entry.reference), "" if entry.purchase_kop is None
-                   else format_kop(entry.purchase_kop), safe(entry.actor), safe(entry.comment)]
+        for entry_id, created, number, kind, amount, after, reference, purchase, actor, \
+                comment in page:
+            yield [entry_id, _iso(created), number, kind, format_kop(amount), format_kop(after),
+                   safe(reference), "" if purchase is None else format_kop(purchase),
+                   safe(actor), safe(comment)]

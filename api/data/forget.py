@@ -11,6 +11,7 @@ the phone is then free to start a new card.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 
@@ -53,10 +54,28 @@ def anonymise(portal: Portal, number: str, *, actor: str, reason: str,
                     middle_name=None, email=None, birthdate=None, birthday_md=None,
                     search_text="", status=ANONYMISED, updated_at=now).where(
             Card.id == card.id).execute()
-        CardMark.insert(card=card, kind=ANONYMISED, created_at=now).on_conflict_ignore().execute()
+        CardMark.insert(card=card, kind=ANONYMISED, created_at=now,
+                        note=contact_tag(portal, card.contact_id) if card.contact_id else None
+                        ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.anonymise", target=audit.card_target(card),
                      source=source, details={"reason": reason.strip()}, now=now)
     return Card.get_by_id(card.id)
+
+
+def contact_tag(portal: Portal | int, contact_id: int) -> str:
+    """What we keep of a forgotten client's contact: enough to recognise it when the sync
+    reads it again from the CRM (and not copy it back), not its id in the clear."""
+    return "c:" + hashlib.sha256(f"{getattr(portal, 'id', portal)}:{contact_id}".encode()).hexdigest()
+
+
+def without_forgotten(portal: Portal, rows: list) -> list:
+    """The contact rows of a sync page minus those of forgotten clients (scheduler.client_copy)."""
+    tags = {contact_tag(portal, int(row["ID"])): row for row in rows if str(row.get("ID")).isdigit()}
+    if not tags:
+        return rows
+    forgotten = {mark.note for mark in CardMark.select(CardMark.note).where(
+        (CardMark.kind == ANONYMISED) & CardMark.note.in_(list(tags)))}
+    return [row for tag, row in tags.items() if tag not in forgotten] if forgotten else rows
 
 
 def _replace(model, column, needle: str, alias: str, where):
@@ -71,6 +90,7 @@ def _scrub_text(portal: Portal, card: Card, needles: list[str], alias: str) -> N
         _replace(Entry, Entry.idempotency_key, needle, alias, Entry.card == card.id)
         _replace(Entry, Entry.comment, needle, alias, Entry.card == card.id)
         _replace(Operation, Operation.result, needle, alias, Operation.card == card.id)
+        _replace(Operation, Operation.key, needle, alias, Operation.card == card.id)
         _replace(Outbox, Outbox.calls, needle, alias, Outbox.portal == portal)
         _replace(ActivityRun, ActivityRun.return_values, needle, alias,
                  ActivityRun.portal == portal)
@@ -78,6 +98,7 @@ def _scrub_text(portal: Portal, card: Card, needles: list[str], alias: str) -> N
     names = [n for n in (card.last_name, card.first_name, card.middle_name) if n]
     for name in names:  # staff wrote reasons and comments about this client's own entries
         _replace(Entry, Entry.comment, name, ERASED, Entry.card == card.id)
+        _replace(Operation, Operation.result, name, ERASED, Operation.card == card.id)
     _scrub_outbox(portal, card, alias, names)
 
 

@@ -67,6 +67,7 @@ class Line:
     balance_kop: int
     purchases_kop: int
     expiry: date | None
+    contact_id: int | None = None  # known when the line is a Bitrix24 contact
 
 
 @dataclass
@@ -128,7 +129,9 @@ def parse_line(line: int, raw: dict, rules, known: dict | None, today: date) -> 
         return _refused(line, phone, "invalid_value", "Отрицательная сумма покупок.")
     if expiry is not None and expiry <= today:
         return _refused(line, phone, "invalid_value", "Срок действия бонусов уже прошёл.")
-    return Line(line, number, profile, balance, purchases, expiry)
+    contact = str(raw.get("contact_id") or "")
+    return Line(line, number, profile, balance, purchases, expiry,
+                int(contact) if contact.isdigit() else None)
 
 
 class UnknownCategory(ValueError):
@@ -214,7 +217,8 @@ def _plan(line: Line, state: _State) -> tuple[Outcome, int | None, dict]:
     """(outcome, contact id for a new card, profile fields to fill on an existing one)."""
     card = state.cards.get(line.number)
     if card is None:
-        ids = state.contacts.get(line.number, [])
+        ids = sorted({*state.contacts.get(line.number, []), *([line.contact_id] if line.contact_id
+                                                              else [])})
         if len(ids) > 1:
             return _refused(line.line, line.number, "two_contacts",
                             "Этот телефон у нескольких контактов Битрикс24: "
@@ -238,20 +242,30 @@ def _plan(line: Line, state: _State) -> tuple[Outcome, int | None, dict]:
     return Outcome(line.line, line.number, status, card=card.number), None, fill
 
 
+CARD_COLUMNS = ("portal_id", "number", "contact_id", "tier", "status", "balance_kop",
+                "purchases_kop", "created_at", "updated_at", "search_text", "last_name",
+                "first_name", "middle_name", "email", "birthdate", "client_category",
+                "birthday_md")
+
+
 def _create_cards(portal: Portal, new: list[tuple[Line, int | None]], rules,
                   now: datetime) -> dict[str, Card]:
-    """The chunk's new cards in one INSERT (a row at a time costs more than the rest of
-    the import), read back for their ids. Created in this transaction, they need no lock."""
+    """The chunk's new cards in one executemany (through peewee's query builder 500 rows
+    cost more than the rest of the import), read back for their ids. Created in this
+    transaction, they need no lock. Values are bound as the ledger binds them (api.ledger.sql)."""
     if not new:
         return {}
-    rows = []
+    marks = ", ".join(["%s" if sql.dialect().postgres else "?"] * len(CARD_COLUMNS))
+    columns = ", ".join(f'"{name}"' for name in CARD_COLUMNS)
+    text = f'INSERT INTO "card" ({columns}) VALUES ({marks})'
+    stamp, rows = sql.timestamp(now), []
     for line, contact_id in new:
-        profile = {**line.profile, "birthday_md": cards_mod.month_day(line.profile["birthdate"])}
-        rows.append({"portal": portal, "number": line.number, "contact_id": contact_id,
-                     "tier": rules.tiers[0].name, "status": "active", "balance_kop": 0,
-                     "purchases_kop": 0, "created_at": now, "updated_at": now,
-                     "search_text": cards_mod.search_text(profile), **profile})
-    Card.insert_many(rows).execute()
+        p = line.profile
+        rows.append((portal.id, line.number, contact_id, rules.tiers[0].name, "active", 0, 0,
+                     stamp, stamp, cards_mod.search_text(p), p["last_name"], p["first_name"],
+                     p["middle_name"], p["email"], p["birthdate"] and sql.day(p["birthdate"]),
+                     p["client_category"], cards_mod.month_day(p["birthdate"])))
+    db.cursor().executemany(text, rows)
     numbers = [line.number for line, _ in new]
     return {c.number: c for c in Card.select().where((Card.portal == portal)
                                                      & Card.number.in_(numbers))}
@@ -267,16 +281,16 @@ def _update(portal: Portal, line: Line, fill: dict, state: _State, rules, actor:
 
 
 def _open(card: Card, line: Line, rules, actor: str, now: datetime) -> None:
-    """The one `import` entry: the balance as a lot, the purchases onto the tier."""
+    """The one `import` entry: the balance as a lot, the purchases onto the tier (moved in
+    the entry's own statement: `post(purchases=…)`)."""
+    purchases = card.purchases_kop + line.purchases_kop
     entry = post(card, IMPORT, line.balance_kop, key=import_key(card), actor=actor, now=now,
+                 purchases=(purchases, rules.tier_for(purchases).name),
                  purchase_kop=line.purchases_kop, comment=COMMENT)
     if line.balance_kop > 0:
         expires_at = (datetime.combine(line.expiry, time()) if line.expiry
                       else now + timedelta(days=rules.bonus_lifetime_days))
         lots.open_lot(card, entry, line.balance_kop, now, 0, expires_at=expires_at)
-    purchases = card.purchases_kop + line.purchases_kop
-    sql.run("set_purchases", purchases, rules.tier_for(purchases).name, sql.timestamp(now),
-            card.id)
 
 
 def _chunk(portal: Portal, lines: list[Line], rules, apply: bool, actor: str,
@@ -324,6 +338,11 @@ def run(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
     """Read the CSV once; return the report (every line also goes to `on_outcome`)."""
     dialect, outcomes = outcomes_of(portal, stream, apply=apply, actor=actor,
                                     categories=categories, now=now, progress=progress)
+    return report_of(dialect, apply, outcomes, on_outcome)
+
+
+def report_of(dialect, apply: bool, outcomes, on_outcome=None) -> Report:
+    """Sum the outcomes up (the dialect, or any source with a describe(), heads it)."""
     report = Report(dialect, apply)
     for outcome, brings in outcomes:
         report.add(outcome, brings)
@@ -336,9 +355,17 @@ def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
                 categories: list[str] | None = None, now: datetime | None = None,
                 progress: Callable[[str], None] | None = None):
     """The file's dialect, and its lines' (outcome, balance it brings) one chunk at a time."""
+    dialect, rows = open_rows(stream)
+    return dialect, line_outcomes(portal, rows, apply=apply, actor=actor, categories=categories,
+                                  now=now, progress=progress)
+
+
+def line_outcomes(portal: Portal, rows, *, apply: bool, actor: str,
+                  categories: list[str] | None = None, now: datetime | None = None,
+                  progress: Callable[[str], None] | None = None):
+    """(outcome, balance it brings) of each (line number, {field: text}) of any source."""
     now = now or utcnow()
     rules, known = rules_mod.load(portal), known_categories(portal, categories)
-    dialect, rows = open_rows(stream)
 
     def outcomes():
         seen, pending, lines = {}, [], 0
@@ -359,7 +386,7 @@ def outcomes_of(portal: Portal, stream: BinaryIO, *, apply: bool, actor: str,
             if progress and lines % PROGRESS_EVERY == 0:
                 progress(f"{lines:,} lines read…")
         yield from _chunk(portal, pending, rules, apply, actor, now)
-    return dialect, outcomes()
+    return outcomes()
 
 
 REPORT_HEADER = ("line", "phone", "status", "status_ru", "reason_code", "reason", "card")

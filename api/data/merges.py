@@ -28,6 +28,7 @@ from api.ledger.errors import Conflict
 from api.ledger.operations import TRANSFER, expire_card, lock_card, post
 from api.models import Card, CardMark, Lot, Portal
 from api.outbox import enqueue
+from api.webhooks import events as webhook_events
 from notifications import notices
 from notifications import settings as notice_settings
 
@@ -86,6 +87,7 @@ def merge_cards(portal: Portal, source: Card, target: Card, *, actor: str,
                         ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.merge", target=audit.card_target(target),
                      details={"closed": audit.card_target(source)}, now=now)
+        webhook_events.card_merged(portal, source, target.id)
         _tell(portal, target, f"merge:card{source.id}:into{target.id}",
               f"Карты клиента объединены: карта #{source.id} закрыта, её бонусы и покупки "
               f"перенесены на карту #{target.id}.", now)
@@ -102,13 +104,13 @@ def _transfer(portal: Portal, source: Card, target: Card, actor: str, now: datet
     if sum(lot.remaining_kop for lot in live) != source.balance_kop:
         raise CannotMerge(f"Остаток карты #{source.id} не сходится с её лотами.")
     for lot in live:
-        key = f"merge:card{source.id}:lot{lot.id}"
-        out = post(source, TRANSFER, -lot.remaining_kop, key=key + ":out", actor=actor, now=now,
+        key, amount = f"merge:card{source.id}:lot{lot.id}", lot.remaining_kop  # take() moves it
+        out = post(source, TRANSFER, -amount, key=key + ":out", actor=actor, now=now,
                    reference=f"card{target.id}", comment=f"Перенесено на карту #{target.id}")
-        lots.take(out, [lot], lot.remaining_kop)
-        into = post(target, TRANSFER, lot.remaining_kop, key=key + ":in", actor=actor, now=now,
+        lots.take(out, [lot], amount)
+        into = post(target, TRANSFER, amount, key=key + ":in", actor=actor, now=now,
                     reference=f"card{source.id}", comment=f"Перенесено с карты #{source.id}")
-        lots.open_lot(target, into, lot.remaining_kop, now, 0, expires_at=lot.expires_at)
+        lots.open_lot(target, into, amount, now, 0, expires_at=lot.expires_at)
     purchases = target.purchases_kop + source.purchases_kop
     sql.run("set_purchases", purchases, rules_mod.load(portal).tier_for(purchases).name,
             sql.timestamp(now), target.id)

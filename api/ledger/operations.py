@@ -68,10 +68,14 @@ _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "re
                    "comment": None}
 
 
-def _lock(portal: Portal, number: str) -> Card:
+def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
     """lock_card for the operations, in one statement with the portal's settings token
-    (`card.settings_token`, for api.versions): the follow-up reuses this very Card."""
-    row = sql.row("lock_card", sql.pk(portal), number)
+    (`card.settings_token`, for api.versions): the follow-up reuses this very Card.
+    With `held_at`, the same statement also sums the card's live holds (`card.held_kop`)."""
+    if held_at is None:
+        row = sql.row("lock_card", sql.pk(portal), number)
+    else:
+        row = sql.row("lock_card_held", sql.timestamp(held_at), sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
     return _card(row)
@@ -88,7 +92,9 @@ def _card(row: tuple) -> Card:
     card = Card(__no_default__=True)
     card.__data__ = {name: convert(v) if convert and v is not None else v
                      for (name, convert), v in zip(_CARD_FIELDS, row)}
-    card.settings_token = row[-1]
+    card.settings_token = row[len(_CARD_FIELDS)]
+    if len(row) > len(_CARD_FIELDS) + 1:
+        card.held_kop = int(row[len(_CARD_FIELDS) + 1])
     return card
 
 
@@ -270,29 +276,31 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
     request = {"card": number, "amount_kop": amount_kop, "reference": reference,
                "order_kop": order_kop, "partial": partial, "comment": comment}
     with db.atomic():
-        card = _lock(portal, number)
+        card = _lock(portal, number, held_at=now)
         claim = idempotency.claim(portal, key, DEBIT, request, card)
         if isinstance(claim, Outcome):
             return claim
         _check_active(card)
         rules = _rules(card)
         fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
+        held = card.held_kop  # what holds reserve is not spendable (read with the lock)
         entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
-                                  now, fields)
+                                  now, fields, held)
         if entry is None:  # the long way: expire what is due, then spend oldest first
             spendable = _expire_due(card, now, claim)
-            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held)
             entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now, **fields)
         result = _summary(card, entry, requested_kop=amount_kop, debited_kop=-entry.amount_kop)
         return idempotency.finish(claim, result, card, follow)
 
 
 def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rules,
-                      claim: Claim, actor: str, now: datetime, fields: dict) -> Entry | None:
+                      claim: Claim, actor: str, now: datetime, fields: dict,
+                      held_kop: int = 0) -> Entry | None:
     """The common debit in fewer statements: the oldest live lot is not due (so none is)
     and covers the amount. None, with nothing written, sends the debit the long way."""
     try:
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules)
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held_kop)
     except LedgerError:
         return None  # decided the long way, on the balance left after expiry
     lot_id = lots.take_oldest(card, amount, now)
@@ -310,18 +318,20 @@ def _expire_due(card: Card, now: datetime, claim: Claim) -> list:
     return spendable
 
 
-def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules) -> int:
-    amount = amount_kop
+def _allowed_debit(card: Card, amount_kop: int, order_kop, partial: bool, rules,
+                   held_kop: int = 0) -> int:
+    """What the debit may take: within the order's share and what holds leave free."""
+    amount, available = amount_kop, card.balance_kop - held_kop
     if order_kop is not None:
         cap = percent_of(order_kop, rules.max_debit_share_percent, mode="down", step_kop=1)
         if amount > cap:
             if not partial or cap == 0:
                 raise MaxShareExceeded(cap)
             amount = cap
-    if amount > card.balance_kop:
-        if not partial or card.balance_kop == 0:
-            raise InsufficientBalance(card.balance_kop)
-        amount = card.balance_kop
+    if amount > available:
+        if not partial or available <= 0:
+            raise InsufficientBalance(max(available, 0))
+        amount = available
     return amount
 
 

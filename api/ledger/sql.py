@@ -35,6 +35,15 @@ STATEMENTS = {
         SELECT {card_columns}, "v"."token" FROM "card" AS "c"
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    # A debit's lock also sums what the card's live holds reserve (api.ledger.holds).
+    "lock_card_held": """
+        SELECT {card_columns}, "v"."token",
+               (SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
+                WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active'
+                  AND "h"."expires_at" > ?)
+        FROM "card" AS "c"
+        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
     # The same row unlocked: a card read is this one statement (and cached rules).
     "read_card": """
         SELECT {card_columns}, "v"."token" FROM "card" AS "c"

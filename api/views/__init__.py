@@ -37,6 +37,8 @@ CODES = {
     "site_not_found": (404, "no such client site, or client login is off there"),
     "site_not_configured": (404, "the portal has no client site yet: PUT one"),
     "not_found": (404, "what the path names does not exist in the key's portal"),
+    "hold_not_found": (404, "no such hold in the key's portal"),
+    "hold_closed": (409, "the hold was captured, released or has expired"),
     "too_many_attempts": (429, "too many tries; wait `Retry-After` seconds"),
     "database_unavailable": (503, "the database does not answer; retry later"),
 }
@@ -110,7 +112,7 @@ class LoyaltyApi(Api):
 
 
 def register(app) -> None:
-    from api.views import (cards, client, client_site, data, docs, health, notifications,
+    from api.views import (cards, client, client_site, data, docs, health, holds, notifications,
                            operations, product_rules, rules, webhooks)
 
     api = LoyaltyApi(app, spec_kwargs={"components": {"securitySchemes": {
@@ -121,7 +123,7 @@ def register(app) -> None:
     # ERROR_SCHEMA registers the "ErrorResponse" component that `fails` refers to.
     api.ma_plugin.converter.add_attribute_function(_money_properties)
     for module in (cards, operations, rules, notifications, health, data, client, client_site,
-                   webhooks, product_rules):
+                   webhooks, product_rules, holds):
         api.register_blueprint(module.bp)
     _complete_errors(api.spec._paths)
     app.register_blueprint(docs.bp)

@@ -6,20 +6,24 @@ from flask import g
 from api import schemas
 from api.auth import require_api_key
 from api.errors import ApiError
+from api.clock import utcnow
 from api.jsonio import ApiBlueprint
-from api.ledger import cards, rules
+from api.ledger import cards, holds, rules
 from api.views import CARD_NUMBER, fails
 
 bp = ApiBlueprint("cards", __name__, url_prefix="/api/v1/cards", description="Loyalty cards")
 bp.before_request(require_api_key)
 
 
-def present(card, created: bool = False, program=None) -> dict:
-    """The card as the API shows it, with progress to the next tier. A list passes the
-    portal's rules once instead of reading them again per card."""
+def present(card, created: bool = False, program=None, with_holds: bool = True) -> dict:
+    """The card as the API shows it, with progress to the next tier and what holds
+    reserve. A list passes the portal's rules once and skips the holds per card."""
     program = program or rules.for_card(card)  # cached by the token read with the card
     ahead = program.next_tier(card.purchases_kop)
     out = {**card.__data__, "created": created, "next_tier": None}
+    if with_holds:
+        out["held_kop"] = holds.held_kop(card.id, utcnow())
+        out["available_kop"] = max(card.balance_kop - out["held_kop"], 0)
     if ahead:
         out["next_tier"] = {"name": ahead.name, "threshold_kop": ahead.threshold_kop,
                             "remaining_kop": ahead.threshold_kop - card.purchases_kop}
@@ -54,7 +58,8 @@ def search(args):
     """
     rows, more = cards.search(g.portal, args.get("q"), page=args["page"], per_page=args["per_page"])
     program = rules.load(g.portal)
-    return {"items": [present(c, program=program) for c in rows], "page": args["page"],
+    return {"items": [present(c, program=program, with_holds=False) for c in rows],
+            "page": args["page"],
             "per_page": args["per_page"], "has_more": more}
 
 

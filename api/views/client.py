@@ -59,7 +59,8 @@ class ClientCard(schemas.Card):
     expiring = fields.List(fields.Nested(Expiring))
 
     class Meta:
-        fields = ("number", "first_name", "last_name", "status", "tier", "balance", "purchases",
+        fields = ("number", "first_name", "last_name", "status", "tier", "balance", "held",
+                  "available", "purchases",
                   "next_tier", "expiring")
 
 

@@ -96,3 +96,13 @@ def card_created(portal: Portal, card_id: int) -> None:
         card = Card.get_by_id(card_id)
         emit(portal, "card.created", f"card:{card.number}:{card.id}", {"card": card_data(card)},
              card_number=card.number)
+
+
+def card_merged(portal: Portal, source: Card, target_id: int) -> None:
+    """Called in the merge's transaction: `source` was closed into the card `target_id`."""
+    if subscribers(portal, "card.merged"):
+        target = Card.get_by_id(target_id)
+        emit(portal, "card.merged", f"merge:card{source.id}:into{target.id}",
+             {"card": card_data(target), "merged": {"number": source.number,
+                                                    "contact_id": source.contact_id}},
+             card_number=target.number)
