@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api import documents
 from api.ledger.errors import InvalidInput
+from api.ledger.fields import Percent
 from api.ledger.money import MoneyError, format_kop, to_decimal
 from api.models import Portal, ProductRuleSet
 
@@ -32,11 +33,11 @@ class RuleSchema(Schema):
     product_id = fields.Integer(strict=True, validate=validate.Range(1, 2**31))
     section_id = fields.Integer(strict=True, validate=validate.Range(1, 2**31))
     label = fields.String(validate=validate.Length(max=NAME_MAX))
-    percent = fields.Decimal(places=2, validate=validate.Range(0, 100), allow_none=True,
-                             as_string=True)
+    # Percent: 0-100, two decimals, a string in the OpenAPI document (fields.Decimal's
+    # Range put "100.00" where the document needs a number: an invalid schema).
+    percent = Percent(allow_none=True)
     exclude = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
-    bonus_share = fields.Decimal(places=2, validate=validate.Range(0, 100), allow_none=True,
-                                 as_string=True)
+    bonus_share = Percent(allow_none=True)
 
     @validates_schema
     def _one_target(self, data, **kw):

@@ -15,7 +15,9 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository instead of bench/ first on the path: bench/http.py would shadow the
+# standard library's http package (werkzeug imports it).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from api.data import csvout, exports  # noqa: E402
 from api.db import connect, db, use  # noqa: E402

@@ -14,7 +14,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository instead of bench/ first on the path: bench/http.py would shadow the
+# standard library's http package (werkzeug imports it).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from api.data import imports  # noqa: E402
 from api.db import connect, db, use  # noqa: E402

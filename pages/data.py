@@ -288,6 +288,8 @@ def movements_csv():
         end = date.fromisoformat(request.args.get("end", ""))
     except ValueError:
         raise PageError(422, "Укажите период: даты начала и конца.")
+    if not date(2000, 1, 1) <= start <= end <= date(2100, 12, 31):
+        raise PageError(422, "Период: с 2000 по 2100 год, начало не позже конца.")
     portal = g.portal
 
     def rows():

@@ -134,3 +134,10 @@ def test_merge_through_the_api_moves_the_balance_once(api):
     assert api.post(f"/api/v1/cards/{b}/merge", json={"into": b}).status_code == 409
     assert api.post(f"/api/v1/cards/{b}/merge", json={}).status_code == 422
     assert AuditEntry.select().where(AuditEntry.action == "card.merge").count() == 1
+
+
+def test_the_end_of_time_is_a_422_not_a_500(api):
+    for path in ("/api/v1/exports/movements.csv?from=2026-01-01&to=9999-12-31",
+                 "/api/v1/audit?to=9999-12-31"):
+        response = api.get(path)
+        assert response.status_code == 422 and "to" in response.json["error"]["fields"]

@@ -85,6 +85,8 @@ def test_exports_from_the_page(admin, installed):
     moves = admin.get("/b24/app/data/movements.csv", start="2000-01-01", end="2100-01-01")
     assert moves.status_code == 200
     assert admin.get("/b24/app/data/movements.csv", start="x").status_code == 422
+    assert admin.get("/b24/app/data/movements.csv", start="2026-01-01",
+                     end="9999-12-31").status_code == 422
 
 
 def test_only_admins_see_it(frame_user, installed):

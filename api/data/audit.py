@@ -135,15 +135,16 @@ def _request_actor(g) -> str:
 
 
 def with_key_label(actor: str) -> str:
-    """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is."""
-    from api.models import ApiKey
-
+    """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is.
+    In a request the key was just read (g.actor_label); elsewhere it is looked up."""
     from flask import g, has_request_context
+
+    from api.models import ApiKey
 
     if not actor.startswith("api:"):
         return actor
-    if has_request_context() and getattr(g, "actor", None) == actor and hasattr(g, "key_label"):
-        label = g.key_label  # the request's own key, as api.auth found it (no second read)
+    if has_request_context() and g.get("actor") == actor and "actor_label" in g:
+        label = g.actor_label
     else:
         key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
         label = key.label if key is not None else None

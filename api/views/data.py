@@ -2,7 +2,7 @@
 a client. The work is in api.data; this module only speaks HTTP."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from flask import Response, g, request, stream_with_context
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -17,12 +17,15 @@ bp = ApiBlueprint("data", __name__, url_prefix="/api/v1", description="Exports, 
 bp.before_request(require_api_key)
 bp.required_scope = "admin"  # api.auth: settings and bulk personal data
 PERIOD_DAYS_MAX = 3660
+# A day after the last one is computed: 9999-12-31 would overflow into a 500.
+DAYS = validate.Range(date(2000, 1, 1), date(2100, 12, 31))
 AUDIT_CSV_MAX = 1_000_000
 
 
 class Period(schemas.StrictSchema):
-    start = fields.Date(required=True, data_key="from")
-    end = fields.Date(required=True, data_key="to", metadata={"description": "last day, included"})
+    start = fields.Date(required=True, data_key="from", validate=DAYS)
+    end = fields.Date(required=True, data_key="to", validate=DAYS,
+                      metadata={"description": "last day, included"})
 
     @validates_schema
     def _ordered(self, data, **kw):
@@ -38,8 +41,8 @@ class AuditQuery(schemas.StrictSchema):
     action = fields.String(validate=validate.Length(1, 100))
     actor = fields.String(validate=validate.Length(1, 200))
     target = fields.String(validate=validate.Length(1, 100))
-    since = fields.Date(data_key="from")
-    until = fields.Date(data_key="to")
+    since = fields.Date(data_key="from", validate=DAYS)
+    until = fields.Date(data_key="to", validate=DAYS)
 
 
 class AuditRow(Schema):
