@@ -82,6 +82,15 @@ def use(database) -> None:
     db.initialize(database)
 
 
+def release_all() -> None:
+    """Close this process's connections, pooled ones too. Call it before a fork: a child
+    that inherits a pooled socket would share one PostgreSQL session with its parent."""
+    if not db.is_closed():
+        db.close()
+    if isinstance(db.obj, PooledDatabase):
+        db.obj.close_all()
+
+
 def is_postgres() -> bool:
     return isinstance(db.obj, PostgresqlDatabase)
 

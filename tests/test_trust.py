@@ -13,7 +13,7 @@ from test_b24_install import FRAME, FRAME_QUERY, callback_form
 from activities import proof
 from activities.portals import B24Settings, PortalTokenStore, client_for
 from api.auth import create_key
-from api.db import db
+from api.db import db, release_all
 from api.models import ActivityRun, Portal
 
 MANAGER_TOKEN = "manager-genuine-token"
@@ -155,7 +155,7 @@ def test_two_processes_refreshing_at_once_end_with_one_valid_pair(app, installed
     with OAuthPortal(refresh_delay_s=0.5) as server:
         Portal.update(client_endpoint=server.url + "rest/", access_token="stale").execute()
         results = server.manager.list()
-        db.close()  # children open their own connections; none is shared across a fork
+        release_all()  # children open their own connections; none is shared across a fork
         ctx = multiprocessing.get_context("fork")
         children = [ctx.Process(target=_refresh_in_child, args=(MEMBER, server.url, results))
                     for _ in range(2)]
