@@ -135,6 +135,12 @@ class ApiActions:
 
 
 @pytest.fixture
+def pg_url():
+    """The PostgreSQL the tests run on (for a test that makes a schema of its own)."""
+    return PG_URL
+
+
+@pytest.fixture
 def api_actions():
     """The class itself, for a test that needs a key of its own portal (`from conftest
     import` would find tests/browser/conftest.py first in a full run)."""

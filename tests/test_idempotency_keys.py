@@ -51,12 +51,11 @@ def test_a_failed_first_use_does_not_reserve_the_key(api):
     assert Entry.select().where(Entry.kind == "accrual").count() == 1
 
 
-def test_the_same_client_key_on_two_portals_is_two_operations(api, client):
+def test_the_same_client_key_on_two_portals_is_two_operations(api, client, api_actions):
     from api.auth import create_key
     from api.models import Portal
-    from conftest import ApiActions
 
-    other = ApiActions(client, create_key(Portal.create(member_id="portal-b"), "b"))
+    other = api_actions(client, create_key(Portal.create(member_id="portal-b"), "b"))
     api.new_card()
     other.new_card()
     assert api.op(NUMBER, "accruals", {"amount": "1000"}, idem="k").status_code == 201

@@ -17,10 +17,9 @@ MIG_SCHEMA = f"loyalty_mig_{os.getpid()}"
 
 
 @pytest.fixture
-def before_0012(database_url):
+def before_0012(database_url, pg_url):
     if database_url.startswith("postgresql"):
-        from conftest import PG_URL
-
+        PG_URL = pg_url  # noqa: N806 - the name conftest gives it
         admin = connect(PG_URL)
         with admin.connection_context():
             admin.execute_sql(f"DROP SCHEMA IF EXISTS {MIG_SCHEMA} CASCADE")
