@@ -35,12 +35,12 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from peewee import fn  # noqa: E402
 
-from api.db import connect, db, use  # noqa: E402
+from api.db import connect, db, release_all, use  # noqa: E402
 from api.ledger.cards import create_card  # noqa: E402
 from api.ledger.errors import InsufficientBalance  # noqa: E402
 from api.ledger.operations import accrue, debit  # noqa: E402
 from api.migrations import migrate  # noqa: E402
-from api.models import TABLES, Card, Entry, Lot, Portal, SchemaVersion  # noqa: E402
+from api.models import ALL_TABLES, Card, Entry, Lot, Portal, SchemaVersion  # noqa: E402
 
 SEED = 20240601
 FIRST_PHONE = 79160000000
@@ -235,7 +235,11 @@ def replay(cursor, begin: str, statements: list[Statement], ctx: dict) -> None:
     the ORM, every SELECT's rows are fetched."""
     cursor.execute(begin)
     for st in statements:
-        cursor.execute(st.sql, [ctx[role] if role else value for role, value in st.params])
+        # A role not bound yet (the debit's conditional UPDATE found the oldest lot too
+        # small here, where our code would take its long path) keeps the captured value:
+        # the raw side is a cost floor, not a second ledger.
+        cursor.execute(st.sql, [ctx.get(role, value) if role else value
+                                for role, value in st.params])
         if st.kind == "select":
             rows = cursor.fetchall()
             if st.table == "lot" and rows:
@@ -244,7 +248,9 @@ def replay(cursor, begin: str, statements: list[Statement], ctx: dict) -> None:
             # PostgreSQL: peewee appended RETURNING "id"; SQLite: it reads lastrowid.
             ctx[st.table] = cursor.fetchone()[0] if cursor.description else cursor.lastrowid
         elif cursor.description:  # UPDATE ... RETURNING: read its rows, as our code does
-            cursor.fetchall()
+            rows = cursor.fetchall()
+            if st.table == "lot" and rows:
+                ctx["lot"] = rows[0][0]  # the lot the debit's conditional UPDATE took
     cursor.execute("COMMIT")
 
 
@@ -336,7 +342,7 @@ class PostgresBackend:
         database = connect(self.url)
         use(database)
         database.connect()
-        db.drop_tables([*TABLES, SchemaVersion], cascade=True)
+        db.drop_tables([*ALL_TABLES, SchemaVersion], cascade=True)  # a rerun starts clean
         migrate()
         return database
 
@@ -346,6 +352,7 @@ class PostgresBackend:
         return conn
 
     def close(self):
+        release_all()  # the pool keeps its connections open: the DROP needs them gone
         admin = self._admin()
         try:
             with admin.cursor() as cur:
