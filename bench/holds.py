@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the root
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The project's root first, bench/ last: bench/http.py would hide the stdlib's http.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.append(str(Path(__file__).resolve().parent))
 
 import databases  # noqa: E402
 from api.db import db, use  # noqa: E402

@@ -14,11 +14,12 @@ import statistics
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the root
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The project's root first, bench/ last: bench/http.py would hide the stdlib's http.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.append(str(Path(__file__).resolve().parent))
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
 import databases  # noqa: E402
 from api.db import db, use  # noqa: E402

@@ -21,10 +21,12 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The project's root, not bench/, first on sys.path: bench/http.py would hide the stdlib's http.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from urllib.parse import parse_qsl, urlencode
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from api import create_app  # noqa: E402
 from api.db import connect, db  # noqa: E402
