@@ -94,6 +94,15 @@ class Worker:
         with connection():
             return daily.run_due(clock_time(self.app.config.get("DAILY_AT"), "09:00"), now=now)
 
+    def fold_rollups(self) -> int:
+        """Fold committed movements into the numbers' rollups (api.ledger.rollups), so the
+        backlog a reader would fold stays a minute long, not a month of operations."""
+        from api.ledger import rollups
+        from api.models import Portal
+
+        with connection():
+            return sum(rollups.catch_up(portal) for portal in Portal.select())
+
     def nightly_sync(self) -> None:
         with connection():
             sync.sync_all(self.settings, progress=log.info)
@@ -127,6 +136,8 @@ class Worker:
         sync_at = clock_time(self.app.config.get("SYNC_AT"), "02:30")
         for job, trigger, args in ((self.contact_events, "interval", {"seconds": TICK_S, "id": "events"}),
                                    (self.daily, "interval", {"seconds": DAILY_CHECK_S, "id": "daily"}),
+                                   (self.fold_rollups, "interval", {"seconds": DAILY_CHECK_S,
+                                                                    "id": "rollups"}),
                                    (self.nightly_sync, "cron", {"hour": sync_at.hour,
                                                                 "minute": sync_at.minute,
                                                                 "id": "sync"})):

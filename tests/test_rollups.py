@@ -48,3 +48,12 @@ def test_folding_counts_each_operation_once(portal):
     assert rollups.catch_up(portal) == 1  # only the new one
     assert ExpiryDay.get().live_kop == 3_000 + 6_000 + 9_000 - 1_000
     assert ExpiryDay.get().day == (T0 + timedelta(days=365)).date()
+
+
+def test_the_scheduler_folds_without_waiting_for_a_reader(app, portal):
+    _cards(portal)
+    operations.accrue(portal, PHONES[0], 100_000, key="a1", actor="t", now=T0)
+    assert app.extensions["worker"].fold_rollups() == 1
+    assert Operation.select().where(Operation.folded == 0).count() == 0
+    assert DailyStat.get(DailyStat.kind == "accrual").entries == 1
+    assert app.extensions["worker"].fold_rollups() == 0  # once
