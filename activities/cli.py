@@ -1,4 +1,4 @@
-"""`flask --app api b24 ...`: repeat the registration, list the portals."""
+"""`flask --app api b24 ...`: repeat the registration, list the portals, mark one removed."""
 from __future__ import annotations
 
 import click
@@ -8,6 +8,7 @@ from flask import current_app
 from activities.b24client import B24Error
 from activities.portals import B24Settings, client_for
 from activities.registration import register
+from api.clock import utcnow
 from api.db import connection
 from api.models import Card, Portal
 
@@ -46,6 +47,21 @@ def portals_command():
             click.echo(f"{portal.member_id}  {portal.domain or '-'}  {portal.status}  {tokens}  "
                        f"{cards} cards")
     click.echo(f"{len(rows)} portal(s).")
+
+
+@b24_cli.command("uninstalled", help="Mark a portal as uninstalled when its ONAPPUNINSTALL "
+                 "event never arrived, so a reinstall is admitted again. The ledger stays.")
+@click.option("--portal", "member_id", required=True, help="The portal's member_id.")
+def uninstalled_command(member_id: str):
+    with connection():
+        changed = Portal.update(status="uninstalled", access_token=None, refresh_token=None,
+                                updated_at=utcnow()).where(
+            (Portal.member_id == member_id) & (Portal.status != "uninstalled")).execute()
+        if not changed and Portal.get_or_none(Portal.member_id == member_id) is None:
+            raise click.ClickException(f"No portal {member_id}.")
+    click.echo(f"Portal {member_id}: " + ("marked uninstalled; its tokens are forgotten, its "
+               "cards and ledger kept. A reinstall by its admin is admitted again." if changed
+               else "already uninstalled, nothing changed."))
 
 
 def init_app(app) -> None:

@@ -125,7 +125,15 @@ def heal_tokens(portal: Portal, auth: InboundAuth) -> None:
 @bp.route("/install", methods=["POST"])
 def install():
     req = parse_install(request.form, request.args)
-    portal, proof = admit(req.auth, req.auth.domain or None)
+    try:
+        portal, proof = admit(req.auth, req.auth.domain or None)
+    except ProofError as exc:
+        if not req.is_frame:
+            raise
+        # The admin is looking at this frame: a page that says why, without installFinish.
+        log.info("install refused in the frame: %s", exc.code)
+        return render_template("b24/install.html", ok=False, report=None, failure=exc.message,
+                               refused=exc.code, lang=request.args.get("LANG", "ru")), exc.status
     portal = store_portal(req.auth, portal, proof)
     report, failure = None, None
     try:

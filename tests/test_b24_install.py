@@ -199,6 +199,23 @@ def test_cli_register_and_portals(runner, b24, installed):
     assert MEMBER in listing and "active" in listing and "1 portal(s)." in listing
 
 
+def test_cli_marks_a_portal_whose_uninstall_event_was_lost(runner, client, b24, installed):
+    """Without it, an 'active' portal keeps its old application_token and every reinstall
+    (which brings a new one) is refused."""
+    reinstall = callback_form(app_token="new-app-token")
+    assert client.post("/b24/install", data=reinstall).status_code == 401
+    result = runner.invoke(args=["b24", "uninstalled", "--portal", MEMBER])
+    assert result.exit_code == 0 and "marked uninstalled" in result.output
+    portal = Portal.get_by_id(installed.id)
+    assert (portal.status, portal.access_token, portal.refresh_token) == ("uninstalled", None, None)
+    again = runner.invoke(args=["b24", "uninstalled", "--portal", MEMBER])
+    assert "already uninstalled" in again.output
+    unknown = runner.invoke(args=["b24", "uninstalled", "--portal", "nobody"])
+    assert unknown.exit_code != 0 and "No portal nobody" in unknown.output
+    assert client.post("/b24/install", data=reinstall).status_code == 200
+    assert Portal.get_by_id(installed.id).application_token == "new-app-token"
+
+
 def test_the_fake_batch_runs_50_and_halts_like_the_portal(b24, installed, app):
     from activities import b24client
     from activities.portals import B24Settings, client_for

@@ -55,7 +55,7 @@ def test_a_manager_cannot_install_where_nothing_is_bound_yet(client, b24m):
 def test_a_forged_install_of_an_unknown_portal_calls_nobody_it_named(client, b24):
     forged = {**FRAME, "member_id": "never-seen", "AUTH_ID": "forged"}
     response = client.post("/b24/install?DOMAIN=169.254.169.254&PROTOCOL=1", data=forged)
-    assert response.status_code == 401 and response.get_json()["error"]["code"]
+    assert response.status_code == 401 and response.mimetype == "text/html"
     event = {**callback_form(), "auth[member_id]": "never-seen", "auth[access_token]": "forged",
              "auth[client_endpoint]": "https://169.254.169.254/rest/",
              "auth[domain]": "169.254.169.254"}
@@ -63,6 +63,17 @@ def test_a_forged_install_of_an_unknown_portal_calls_nobody_it_named(client, b24
     hosts = {call.request.url.split("/")[2] for call in b24.rsps.calls}
     assert hosts == {"oauth.bitrix.info"}  # only the OAuth server was asked
     assert Portal.select().count() == 0
+
+
+def test_a_refused_frame_install_shows_the_admin_a_page_not_json(client, b24m):
+    """The admin sees the frame: the reason is a page in their language, never
+    installFinish (a refused install must not look finished to the portal)."""
+    frame = {**FRAME, "AUTH_ID": MANAGER_TOKEN}
+    response = client.post("/b24/install" + FRAME_QUERY, data=frame)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 403 and response.mimetype == "text/html"
+    assert 'data-refused="not_admin"' in page and "installFinish" not in page
+    assert MANAGER_TOKEN not in page and Portal.select().count() == 0
 
 
 def test_an_oauth_server_outside_the_allow_list_is_never_asked(client, b24):
