@@ -7,6 +7,9 @@
   after sending but before recording leaves the claim to lapse, and the row is sent
   again with the same `webhook-id`, which the receiver uses to drop the repeat.
 - Throughput: a pass sends its rows (at most one per card) on SEND_THREADS threads.
+- Slow receivers: an attempt has ATTEMPT_MAX_S in all, however its bytes trickle in
+  (deadline.py), and a pass holds at most PASS_ROWS_MAX rows, so even a pass of slow
+  receivers ends well inside its rows' claim and no other worker sends them meanwhile.
 - Failures: doubling waits from FIRST_RETRY_S; after GIVE_UP_S since the event the
   delivery is `failed`. A subscription with PAUSE_FAILURES failed attempts in a row over
   at least PAUSE_AFTER_S is paused (its deliveries wait) and the portal's admin is told.
@@ -24,13 +27,14 @@ from datetime import datetime, timedelta
 import certifi
 import urllib3
 from peewee import fn
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from api.clock import utcnow
 from api.db import db
 from api.models import (Portal, WebhookAttempt, WebhookDelivery, WebhookEvent,
                         WebhookSubscription)
 from background.queue import backoff
-from api.webhooks import signing, urls
+from api.webhooks import deadline, signing, urls
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +45,20 @@ GIVE_UP_S = 24 * 3600
 PAUSE_FAILURES = 10
 PAUSE_AFTER_S = 3600
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 10
+ATTEMPT_MAX_S = 12
+SEND_THREADS = 8
+PASS_ROWS_MAX = SEND_THREADS * 4  # 4 rounds of ATTEMPT_MAX_S fit in CLAIM_S
 PASSES_MAX = 50  # per call: a stream advances one delivery per pass
 ERROR_BODY_MAX = 300
 POOLS_MAX = 64
 USER_AGENT = "loyalty-webhooks/1"
-SEND_THREADS = 8
 
 _pools: OrderedDict = OrderedDict()
 _pools_lock = threading.Lock()
 _threads: ThreadPoolExecutor | None = None
 
 
-def deliver_due(config, *, now: datetime | None = None, limit: int = 200) -> int:
+def deliver_due(config, *, now: datetime | None = None, limit: int = PASS_ROWS_MAX) -> int:
     """Send what is due, pass after pass while there is some; return how many were tried.
 
     A pass claims the due heads in one statement, POSTs them in parallel (threads do
@@ -61,7 +67,7 @@ def deliver_due(config, *, now: datetime | None = None, limit: int = 200) -> int
     tried = 0
     for _ in range(PASSES_MAX):
         at = now or utcnow()
-        rows = claim(at, limit)
+        rows = claim(at, min(limit, PASS_ROWS_MAX))
         if not rows:
             break
         results = _executor().map(lambda row: send(row.subscription, row.event, config), rows)
@@ -125,15 +131,23 @@ def send(subscription: WebhookSubscription, event: WebhookEvent, config):
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "Host": _host_header(target),
                **signing.headers(subscription.secret, event.event_id, int(time.time()), body)}
-    try:
-        response = _pool(target).urlopen("POST", target.path, body=body, headers=headers,
-                                         redirect=False, retries=False, preload_content=False)
+    with deadline.within(ATTEMPT_MAX_S) as cut:
         try:
-            text = response.read(ERROR_BODY_MAX, decode_content=False)
-        finally:
-            response.release_conn()
-    except urllib3.exceptions.HTTPError as exc:
-        return None, _ms(started), f"{type(exc).__name__}: {str(exc)[:ERROR_BODY_MAX]}"
+            response = _pool(target).urlopen("POST", target.path, body=body, headers=headers,
+                                             redirect=False, retries=False, preload_content=False)
+            try:
+                text = response.read(ERROR_BODY_MAX, decode_content=False)
+            finally:
+                response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            failure = f"{type(exc).__name__}: {str(exc)[:ERROR_BODY_MAX]}"
+        else:
+            failure = None
+    # Checked even when an answer came: a cut mid-headers can read as a short, valid one.
+    if cut():
+        return None, _ms(started), f"Timeout: no whole answer within {ATTEMPT_MAX_S} s"
+    if failure:
+        return None, _ms(started), failure
     ok = 200 <= response.status < 300
     error = None if ok else f"HTTP {response.status}: {text.decode('utf-8', 'replace')}"
     return response.status, _ms(started), error
@@ -156,6 +170,29 @@ def _pool(target: urls.Target):
         return _pools_get(key, target)
 
 
+class _Watched:
+    """A connection whose socket the current attempt's deadline may cut: the raw socket as
+    soon as it exists (a TLS handshake can trickle too), and on each reuse."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        deadline.watch(sock)
+        return sock
+
+    def request(self, *args, **kwargs):
+        if self.sock is not None:
+            deadline.watch(self.sock)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTP(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, HTTPSConnection):
+    pass
+
+
 def _pools_get(key, target: urls.Target):
     pool = _pools.pop(key, None)
     if pool is None:
@@ -165,9 +202,11 @@ def _pools_get(key, target: urls.Target):
                 target.ip, target.port, timeout=timeout, maxsize=SEND_THREADS, retries=False,
                 server_hostname=target.host, assert_hostname=target.host,
                 cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+            pool.ConnectionCls = _WatchedHTTPS
         else:
             pool = urllib3.HTTPConnectionPool(target.ip, target.port, timeout=timeout,
                                               maxsize=SEND_THREADS, retries=False)
+            pool.ConnectionCls = _WatchedHTTP
     _pools[key] = pool
     while len(_pools) > POOLS_MAX:
         _pools.popitem(last=False)[1].close()

@@ -10,11 +10,21 @@ separated, e.g. "10.1.2.0/24"; default none).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+log = logging.getLogger(__name__)
 URL_MAX_LEN = 2000
+# Only global unicast is reachable by a webhook: `is_global` alone (Python 3.11) calls
+# NAT64, 6to4 and the IPv4-compatible forms global, though each reaches an IPv4 address
+# inside it (a NAT64 gateway turns 64:ff9b::a9fe:a9fe into 169.254.169.254).
+GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: never global, target unknown
+WRAPS_IPV4_LOW32 = (ipaddress.ip_network("64:ff9b::/96"),      # NAT64, RFC 6052
+                    ipaddress.ip_network("::ffff:0:0:0/96"),   # SIIT, RFC 6145
+                    ipaddress.ip_network("::/96"))             # IPv4-compatible, deprecated
 
 
 class UnsafeUrl(ValueError):
@@ -59,24 +69,45 @@ def check_url(url, config) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
 
 
+def _embedded_ipv4(ip):
+    """The IPv4 address an IPv6 one leads to, if it wraps one (mapped, NAT64, 6to4, ...)."""
+    if ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if any(ip in net for net in WRAPS_IPV4_LOW32):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _public(ip, networks) -> bool:
-    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
-        ip = ip.ipv4_mapped
     if any(ip in net for net in networks):
         return True
+    if ip.version == 6:
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return _public(inner, networks)
+        if ip not in GLOBAL_UNICAST_V6 or ip in NAT64_LOCAL:
+            return False
     return ip.is_global and not ip.is_multicast
 
 
 def resolve(url: str, config) -> Target:
     """Resolve now; every address the name has must be acceptable (no mixing in one)."""
     scheme, host, port, path = check_url(url, config)
+    # One answer whether the name is unknown or private, and no address in it: the
+    # delivery log is read by the portal's admin, who must not map our network with it.
+    refusal = UnsafeUrl(f"{host}: нет публичного адреса (имя не разрешается или ведёт в "
+                        "закрытую сеть).")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise UnsafeUrl(f"Имя {host} не разрешается.") from None
+        log.info("webhook host %s does not resolve", host)
+        raise refusal from None
     addresses = sorted({info[4][0] for info in infos})
     networks = allowed_networks(config)
     refused = [a for a in addresses if not _public(ipaddress.ip_address(a.split("%")[0]), networks)]
     if refused or not addresses:
-        raise UnsafeUrl(f"{host} указывает на закрытый адрес ({', '.join(refused)}): запрещено.")
+        log.info("webhook host %s refused: it resolves to %s", host, ", ".join(refused) or "nothing")
+        raise refusal
     return Target(scheme, host, port, path, addresses[0])
