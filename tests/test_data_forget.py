@@ -120,3 +120,35 @@ def test_the_sync_does_not_copy_a_forgotten_client_back(api, client_with_history
     client_copy.store(portal, [contact, other], None, datetime(2026, 3, 1))
     assert [c.contact_id for c in Contact.select()] == [43]
     assert personal_rows() == []
+
+
+def test_forgetting_erases_the_phone_from_webhook_events_and_login_codes(
+        app, api, client, client_with_history):
+    """Security review F8: a webhook replay, or a delivery still pending, sent the erased
+    phone out again; login codes and rate-limit counters kept it."""
+    from api.models import LoginCode, Throttle, WebhookEvent, WebhookSubscription
+
+    app.config.update(WEBHOOK_ALLOW_HTTP=True)
+    sub = api.post("/api/v1/webhooks", json={"url": "https://hooks.example/x",
+                                             "events": ["bonus.adjusted"]}).get_json()
+    assert api.op(NUMBER, "adjustments", {"amount": "10", "reason": "x"}).status_code == 201
+    api.put("/api/v1/settings/notifications", json={"unisender_api_key": "classic-key-0002",
+                                                    "sms_sender": "Club"})
+    site = api.put("/api/v1/client-site", json={"origins": ["https://shop.example.ru"]})
+    assert client.post("/api/v1/client/login",
+                       json={"site": site.get_json()["site_id"], "phone": NUMBER},
+                       environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 202
+    assert LoginCode.select().count() == 1 and WebhookEvent.select().count() == 1
+    event = WebhookEvent.get()
+    assert NUMBER in event.data and '"contact_id": 42' in event.data
+
+    forgot = api.post(f"/api/v1/cards/{NUMBER}/anonymise", json={"reason": "Заявление"})
+    assert forgot.status_code == 200, forgot.get_json()
+    assert personal_rows() == []
+    assert LoginCode.select().count() == 0
+    assert not [row.key for row in Throttle.select() if NUMBER in row.key]
+    event = WebhookEvent.get()
+    assert forgot.json["card"] in event.data and '"contact_id": null' in event.data
+    replayed = api.post(f"/api/v1/webhooks/{sub['id']}/events/{event.event_id}/replay")
+    assert replayed.status_code == 202  # what it sends now is the pseudonym
+    assert WebhookSubscription.select().count() == 1

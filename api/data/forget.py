@@ -2,7 +2,8 @@
 
 Erased here: names, phone, e-mail and birthdate on the card, our copy of the contact,
 the messages sent to or about them, and every place the phone (the card number) was
-written as text: entry and operation records, the outbox, activity answers. The card
+written as text: entry and operation records, the outbox, activity answers, webhook
+events (a replay then sends the pseudonym), login codes and their rate-limit counters. The card
 itself stays with its ledger under a pseudonymous number (`anon` + 16 hex), so the
 balance history, the totals and the program's numbers (rollups keyed by card id and
 day) do not move. Our fields on the contact in Bitrix24 are cleared through the outbox.
@@ -23,8 +24,8 @@ from api.data import audit
 from api.db import db
 from api.ledger.errors import InvalidInput
 from api.ledger.operations import lock_card
-from api.models import (ActivityRun, Card, CardMark, Contact, Entry, Notification, Operation,
-                        Outbox, Portal)
+from api.models import (ActivityRun, Card, CardMark, Contact, Entry, LoginCode, Notification,
+                        Operation, Outbox, Portal, Throttle, WebhookDelivery, WebhookEvent)
 from api.outbox import enqueue
 
 ANONYMISED = "anonymised"
@@ -49,6 +50,8 @@ def anonymise(portal: Portal, number: str, *, actor: str, reason: str,
         needles = [n for n in (card.number, "+" + card.number, card.email) if n]
         _scrub_text(portal, card, needles, alias)
         _scrub_messages(card)
+        _scrub_webhooks(portal, card, alias)
+        _scrub_login(portal, card)
         _scrub_contact(portal, card)
         Card.update(number=alias, contact_id=None, last_name=None, first_name=None,
                     middle_name=None, email=None, birthdate=None, birthday_md=None,
@@ -119,6 +122,29 @@ def _scrub_outbox(portal: Portal, card: Card, alias: str, names: list[str]) -> N
             text = text.replace(name, ERASED)
         if text != row.calls:
             Outbox.update(calls=text).where(Outbox.id == row.id).execute()
+
+
+def _scrub_webhooks(portal: Portal, card: Card, alias: str) -> None:
+    """Events about the client carry the phone and the contact's id; a replay (or a
+    delivery still pending) must send neither."""
+    _replace(WebhookEvent, WebhookEvent.data, card.number, alias, WebhookEvent.portal == portal)
+    if card.contact_id:
+        for end in (",", "}"):
+            _replace(WebhookEvent, WebhookEvent.data, f'"contact_id": {card.contact_id}{end}',
+                     f'"contact_id": null{end}', WebhookEvent.portal == portal)
+    WebhookEvent.update(card_number=alias).where(
+        (WebhookEvent.portal == portal) & (WebhookEvent.card_number == card.number)).execute()
+    WebhookDelivery.update(stream=alias).where(
+        (WebhookDelivery.stream == card.number)
+        & WebhookDelivery.event.in_(WebhookEvent.select(WebhookEvent.id).where(
+            WebhookEvent.portal == portal))).execute()
+
+
+def _scrub_login(portal: Portal, card: Card) -> None:
+    """Login codes and the counters keyed by the phone (api.throttle keys: name:portal:phone)."""
+    LoginCode.delete().where((LoginCode.portal == portal) & (
+        (LoginCode.card == card.id) | (LoginCode.phone == card.number))).execute()
+    Throttle.delete().where(Throttle.key.endswith(f":{portal.id}:{card.number}")).execute()
 
 
 def _scrub_messages(card: Card) -> None:
