@@ -9,7 +9,12 @@ look in. What protects the cards is the code, which only the phone's owner recei
   6-digit code is reversed by trying all million), valid CODE_TTL_S, one use, at most
   CODE_ATTEMPTS_MAX wrong tries, and only the newest code of a phone counts.
 - Limits (api.throttle, per portal): SMS per phone once a minute and SMS_PER_HOUR an
-  hour; logins and verifications per IP; verifications per phone.
+  hour; logins and verifications per IP (an IPv6 client by its /64: one line hands out
+  a whole /64); verifications per phone; and a budget per site for logins and for
+  verifications, so rotating addresses neither bombs every client with SMS at the
+  portal's cost nor spreads guesses over all the card phones.
+- A token names its card and the card's phone; it stops reading when the site is
+  switched off or the card's phone changes, not only when it expires.
 - No enumeration: a phone without a card gets the same answer, pays the same limits
   and writes a code row too; only no SMS leaves.
 - The SMS is a Notification (the portal's `login_code_sms` template) delivered by the
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -49,6 +55,9 @@ SMS_PER_HOUR = Limit("client_sms_1h", 5, 3600)
 LOGIN_PER_IP = Limit("client_login_ip", 20, 3600)
 VERIFY_PER_PHONE = Limit("client_verify_phone", 10, 3600)
 VERIFY_PER_IP = Limit("client_verify_ip", 30, 3600)
+LOGIN_PER_SITE = Limit("client_login_site", 300, 3600)
+VERIFY_PER_SITE = Limit("client_verify_site", 1000, 3600)
+IPV6_PREFIX_LEN = 64
 
 
 class LoginError(Exception):
@@ -63,6 +72,7 @@ class LoginError(Exception):
 class ClientToken:
     portal_id: int
     card_id: int
+    number: str | None = None
 
 
 # ------------------------------------------------------------------ the site
@@ -135,6 +145,19 @@ def phone_number(raw) -> str:
         raise InvalidInput({"phone": str(exc)}) from None
 
 
+def client_net(ip: str) -> str:
+    """What a per-IP limit counts: the address, or for IPv6 its /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX_LEN}", strict=False))
+
+
 def code_hash(secret_key: str, portal_id: int, phone: str, code: str) -> str:
     message = f"{portal_id}:{phone}:{code}".encode()
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
@@ -149,7 +172,8 @@ def request_code(site: ClientSite, raw_phone, ip: str, secret_key: str,
     now = now or utcnow()
     phone = phone_number(raw_phone)
     portal = site.portal
-    throttle.hit(LOGIN_PER_IP, f"{portal.id}:{ip}", now)
+    throttle.hit(LOGIN_PER_SITE, str(portal.id), now)
+    throttle.hit(LOGIN_PER_IP, f"{portal.id}:{client_net(ip)}", now)
     throttle.hit(SMS_PER_MINUTE, f"{portal.id}:{phone}", now)
     throttle.hit(SMS_PER_HOUR, f"{portal.id}:{phone}", now)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -186,7 +210,8 @@ def verify_code(site: ClientSite, raw_phone, code, ip: str, secret_key: str,
     now = now or utcnow()
     phone = phone_number(raw_phone)
     portal_id = site.portal_id
-    throttle.hit(VERIFY_PER_IP, f"{portal_id}:{ip}", now)
+    throttle.hit(VERIFY_PER_SITE, str(portal_id), now)
+    throttle.hit(VERIFY_PER_IP, f"{portal_id}:{client_net(ip)}", now)
     throttle.hit(VERIFY_PER_PHONE, f"{portal_id}:{phone}", now)
     if not isinstance(code, str) or not re.fullmatch(rf"[0-9]{{{CODE_DIGITS}}}", code):
         raise InvalidInput({"code": f"Код: {CODE_DIGITS} цифр из SMS."})
@@ -218,7 +243,8 @@ def _serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def issue_token(card: Card, secret_key: str) -> str:
-    return TOKEN_PREFIX + _serializer(secret_key).dumps({"p": card.portal_id, "c": card.id})
+    return TOKEN_PREFIX + _serializer(secret_key).dumps(
+        {"p": card.portal_id, "c": card.id, "n": card.number})
 
 
 def read_token(token: str, secret_key: str, max_age_s: int | None = None) -> ClientToken:
@@ -231,11 +257,15 @@ def read_token(token: str, secret_key: str, max_age_s: int | None = None) -> Cli
         raise LoginError("token_expired", "Сеанс истёк: войдите снова по коду из SMS.") from None
     except BadSignature:
         raise LoginError("unauthorized", "Токен клиента неверен.") from None
-    return ClientToken(portal_id=int(data["p"]), card_id=int(data["c"]))
+    return ClientToken(portal_id=int(data["p"]), card_id=int(data["c"]), number=data.get("n"))
 
 
 def card_of(token: ClientToken) -> Card:
-    card = Card.get_or_none((Card.id == token.card_id) & (Card.portal == token.portal_id))
-    if card is None:  # the card was merged away or deleted since the login
+    """The token's card, while the site is on and the card still has the phone that
+    logged in (merged, deleted, renumbered or forgotten since: log in again)."""
+    card = (Card.select(Card).join(ClientSite, on=(ClientSite.portal == Card.portal))
+            .where((Card.id == token.card_id) & (Card.portal == token.portal_id)
+                   & ClientSite.enabled).first())
+    if card is None or (token.number is not None and card.number != token.number):
         raise LoginError("unauthorized", "Карта недоступна: войдите снова.")
     return card
