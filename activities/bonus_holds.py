@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from activities import lookup
+from activities import lookup, product_rows
 from activities.forms import FormError
 from activities.runtime import Reply, RunContext
 from api.clock import utcnow
@@ -19,13 +19,20 @@ HOURS_DEFAULT = 72
 def _read_hold(ctx: RunContext) -> dict:
     if ctx.kop("Amount") is None:
         raise FormError("Amount", "Не указано, сколько бонусов зарезервировать")
-    return lookup.card_contact(ctx)
+    deal = lookup.deal_id(ctx)
+    # A capture spends what was held: the deal's share payable by bonuses binds the hold.
+    return {**lookup.card_contact(ctx),
+            "payable_kop": product_rows.payable(ctx, deal) if deal else None}
 
 
 def _write_hold(ctx: RunContext, data: dict) -> Reply:
     card = lookup.find_card(ctx, data["contact"])
     if card is None:
         return Reply.error("У клиента нет бонусной карты", HoldId="", Held="0.00")
+    payable = data.get("payable_kop")
+    if payable is not None and ctx.kop("Amount") > payable:
+        return Reply.error(f"По товарам сделки бонусами можно оплатить не больше "
+                           f"{format_kop(payable)}", HoldId="", Held="0.00")
     hours = ctx.integer("ExpiresHours") or HOURS_DEFAULT
     deal = lookup.deal_id(ctx)
     result = holds.hold(ctx.portal, card.number, ctx.kop("Amount"), key=ctx.key, actor=ctx.actor,
