@@ -15,6 +15,21 @@ def parse(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
 
 
+def test_every_export_of_the_client_base_is_in_the_audit_trail(api, admin, installed):
+    """Security review F7: the whole client base could be read out with no trace."""
+    api.new_card()
+    assert api.get("/api/v1/exports/cards.csv").status_code == 200
+    assert api.get("/api/v1/exports/movements.csv?from=2026-01-01&to=2026-12-31").status_code == 200
+    assert admin.get("/b24/app/data/cards.csv").status_code == 200
+    exports_seen = [(row.actor.split(":")[0], row.details)
+                    for row in AuditEntry.select().where(AuditEntry.action == "data.export")
+                    .order_by(AuditEntry.id)]
+    assert [details for _actor, details in exports_seen] == [
+        '{"file": "cards.csv"}', '{"file": "movements-2026-01-01-2026-12-31.csv"}',
+        '{"file": "cards.csv"}']
+    assert exports_seen[0][0] == "api" and exports_seen[2][0] != "api"
+
+
 def test_cards_csv_has_balance_tier_and_totals(api):
     number = api.new_card(last_name="=HYPERLINK(\"x\")")["number"]
     api.op(number, "accruals", {"amount": "60000", "reference": "d1"})
@@ -97,7 +112,9 @@ def test_api_writes_are_in_the_audit_trail_without_phones(api):
     only = api.get("/api/v1/audit?action=PUT").json["items"]
     assert [i["action"] for i in only] == ["PUT /api/v1/rules"]
     text = api.get("/api/v1/audit.csv").get_data(as_text=True)
-    assert parse(text)[0][0] == "id" and len(parse(text)) == 4
+    # The export itself is the newest line: reading the trail out is recorded too.
+    assert parse(text)[0][0] == "id" and len(parse(text)) == 5
+    assert parse(text)[1][3] == "data.export"
 
 
 def test_audit_query_is_validated(api):

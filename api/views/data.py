@@ -74,6 +74,10 @@ class Forgotten(Schema):
 
 
 def _csv(name: str, header, rows) -> Response:
+    # Reading the client base out is an act on personal data (152-FZ): who, when, what.
+    audit.record(g.portal, g.actor, "data.export", source=request.remote_addr,
+                 details={"file": name})
+
     def generate():
         with connection():  # the request's connection may be gone when streaming ends
             yield from csvout.pieces(header, rows)
