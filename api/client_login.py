@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from api import throttle
 from api.clock import utcnow
-from api.db import db
+from api.db import connection, db
 from api.ledger.errors import InvalidInput
 from api.ledger.phones import PhoneError, normalize
 from api.models import Card, ClientOrigin, ClientSite, LoginCode, Portal
@@ -49,6 +49,7 @@ SMS_PER_HOUR = Limit("client_sms_1h", 5, 3600)
 LOGIN_PER_IP = Limit("client_login_ip", 20, 3600)
 VERIFY_PER_PHONE = Limit("client_verify_phone", 10, 3600)
 VERIFY_PER_IP = Limit("client_verify_ip", 30, 3600)
+LIMITS = [SMS_PER_MINUTE, SMS_PER_HOUR, LOGIN_PER_IP, VERIFY_PER_PHONE, VERIFY_PER_IP]
 
 
 class LoginError(Exception):
@@ -239,3 +240,9 @@ def card_of(token: ClientToken) -> Card:
     if card is None:  # the card was merged away or deleted since the login
         raise LoginError("unauthorized", "Карта недоступна: войдите снова.")
     return card
+
+
+def purge_throttles(now: datetime | None = None) -> int:
+    """The scheduler's hourly job: the login counters whose windows have ended."""
+    with connection():
+        return throttle.purge(LIMITS, now)
