@@ -171,7 +171,7 @@ def test_a_subscription_that_keeps_failing_is_paused_and_the_admin_told(
     sub = WebhookSubscription.get_by_id(sub_id)
     assert sub.status == "paused" and "неудачных попыток" in sub.paused_reason
     told = Notification.get(Notification.template == "webhook_paused")
-    assert told.recipient == "1" and receiver.url in told.body
+    assert told.recipient == "1" and receiver.url in told.body and "«Вебхуки»" in told.body
     assert Outbox.select().where(Outbox.key.startswith("webhook_paused")).count() == 1
     before = len(receiver.raw)
     assert deliver(app, now=now + timedelta(days=1)) == 0 and len(receiver.raw) == before
