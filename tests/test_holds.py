@@ -111,6 +111,49 @@ def test_a_hold_is_never_overspent_under_parallel_debits(portal):
     assert Hold.get_by_id(made["hold_id"]).status == "captured"
 
 
+def test_parallel_holds_and_debits_never_reserve_more_than_the_balance(portal):
+    card, _ = cards.create_card(portal, {"phone": "9161234567", "last_name": "П",
+                                         "first_name": "А", "client_category": "В"}, actor="t")
+    operations.adjust(portal, card.number, 10_000, key="fund", actor="t", reason="Пополнение")
+
+    def worker(i):
+        for n in range(4):  # 8 × 4 × 700 = 22 400 asked for, 10 000 there
+            try:
+                if (i + n) % 2:
+                    holds.hold(portal, card.number, 700, key=f"h{i}-{n}", actor="t")
+                    yield "hold", 700
+                else:
+                    operations.debit(portal, card.number, 700, key=f"d{i}-{n}", actor="t")
+                    yield "debit", 700
+            except InsufficientBalance:
+                yield "refused", 0
+
+    outcomes = run_in_threads(worker)
+    done = Card.get_by_id(card.id)
+    held = holds.held_kop(card.id, utcnow())
+    debited = sum(kop for kind, kop in outcomes if kind == "debit")
+    assert held == sum(kop for kind, kop in outcomes if kind == "hold")
+    assert done.balance_kop == 10_000 - debited and 0 <= held <= done.balance_kop
+    assert done.balance_kop - held < 700  # it stopped only when no 700 was left free
+
+
+def test_a_hold_is_captured_once_under_parallel_captures(portal):
+    card, _ = cards.create_card(portal, {"phone": "9161234567", "last_name": "П",
+                                         "first_name": "А", "client_category": "В"}, actor="t")
+    operations.adjust(portal, card.number, 10_000, key="fund", actor="t", reason="Пополнение")
+    hold_id = holds.hold(portal, card.number, 6_000, key="h", actor="t").result["hold_id"]
+
+    def worker(i):
+        try:
+            yield holds.capture(portal, hold_id, key=f"cap{i}", actor="t").result["debited_kop"]
+        except holds.HoldClosed:
+            yield 0
+
+    assert sorted(run_in_threads(worker)) == [0] * 7 + [6_000]
+    assert Card.get_by_id(card.id).balance_kop == 4_000
+    assert Entry.select().where(Entry.kind == "debit").count() == 1
+
+
 def test_a_workflow_holds_then_captures_or_releases(app, client, b24, installed):
     from test_b24_activities import make_card, post, replies, tick
 
