@@ -305,3 +305,11 @@ def test_a_merge_is_one_card_merged_event_on_the_surviving_card(app, hooked, rec
     assert len(merged) == 1
     assert merged[0]["data"]["card"]["number"] == B and merged[0]["data"]["merged"]["number"] == A
     assert merged[0]["data"]["card"]["balance"] == "50.00"
+
+
+def test_a_signing_secret_is_masked_if_it_ever_reaches_a_log_line():
+    from api.logs import mask
+
+    secret = signing.new_secret()
+    assert mask(f"subscription 3 secret {secret} (url=https://x)") == \
+        "subscription 3 secret whsec_*** (url=https://x)"
