@@ -35,7 +35,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from api import throttle
 from api.clock import utcnow
-from api.db import db
+from api.db import connection, db
 from api.ledger.errors import InvalidInput
 from api.ledger.phones import PhoneError, normalize
 from api.models import Card, ClientOrigin, ClientSite, LoginCode, Portal
@@ -58,6 +58,8 @@ VERIFY_PER_IP = Limit("client_verify_ip", 30, 3600)
 LOGIN_PER_SITE = Limit("client_login_site", 300, 3600)
 VERIFY_PER_SITE = Limit("client_verify_site", 1000, 3600)
 IPV6_PREFIX_LEN = 64
+LIMITS = [SMS_PER_MINUTE, SMS_PER_HOUR, LOGIN_PER_IP, VERIFY_PER_PHONE, VERIFY_PER_IP,
+          LOGIN_PER_SITE, VERIFY_PER_SITE]
 
 
 class LoginError(Exception):
@@ -269,3 +271,9 @@ def card_of(token: ClientToken) -> Card:
     if card is None or (token.number is not None and card.number != token.number):
         raise LoginError("unauthorized", "Карта недоступна: войдите снова.")
     return card
+
+
+def purge_throttles(now: datetime | None = None) -> int:
+    """The scheduler's hourly job: the login counters whose windows have ended."""
+    with connection():
+        return throttle.purge(LIMITS, now)

@@ -42,6 +42,8 @@ _SECRET_KEY = (r"[\w\[\]%.-]*?(?:access_token|refresh_token|application_token|cl
 _PAIR = re.compile(r"(?i)(" + _SECRET_KEY + r"['\"]?\s*(?:=|:)\s*['\"]?)([^\s&'\",;}\]]+)")
 # Our own API keys (api.auth.KEY_PREFIX) wherever they appear.
 _API_KEY = re.compile(r"\blk_[A-Za-z0-9_-]{8,}")
+# Webhook signing secrets (api.webhooks.signing.SECRET_PREFIX), in case one reaches a line.
+_WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}")
 
 
 def mask(text: str, literals: Iterable[str] = ()) -> str:
@@ -50,6 +52,7 @@ def mask(text: str, literals: Iterable[str] = ()) -> str:
         text = text.replace(literal, MASK)
     text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
     text = _PAIR.sub(lambda m: m.group(1) + MASK, text)
+    text = _WEBHOOK_SECRET.sub("whsec_" + MASK, text)
     return _API_KEY.sub("lk_" + MASK, text)
 
 

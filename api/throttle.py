@@ -1,7 +1,9 @@
 """Fixed-window counters in the database, so every worker process sees the same count.
 
 `hit` counts one attempt and says how long to wait when the window's limit is passed.
-Refused attempts count too: hammering a closed door does not open it sooner.
+Refused attempts count too: hammering a closed door does not open it sooner. `purge`
+(the scheduler, hourly) deletes the windows that have ended, so the table stays the size
+of the last hour's callers.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from peewee import Case
+from peewee import Case, fn
 
 from api.clock import utcnow
 from api.db import db
@@ -49,7 +51,17 @@ def hit(limit: Limit, subject: str, now: datetime | None = None) -> None:
         raise Throttled(limit, max(1, math.ceil((ends - now).total_seconds())))
 
 
-def purge(now: datetime | None = None, older_than_s: int = 86_400) -> int:
-    """Forget windows that ended long ago (every limit here is a day or shorter)."""
-    cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
-    return Throttle.delete().where(Throttle.window_start < cutoff).execute()
+def purge(limits: list[Limit], now: datetime | None = None, keep_s: int = 86_400) -> int:
+    """Delete the windows that have ended (the next `hit` would start them over anyway),
+    and anything older than `keep_s` whatever its limit (a renamed one leaves rows)."""
+    now = now or utcnow()
+    gone = 0
+    with db.atomic():
+        for limit in limits:
+            prefix = f"{limit.name}:"  # compared exactly: `_` in a LIKE would match any char
+            gone += Throttle.delete().where(
+                (fn.SUBSTR(Throttle.key, 1, len(prefix)) == prefix)
+                & (Throttle.window_start <= now - timedelta(seconds=limit.window_s))).execute()
+        gone += Throttle.delete().where(
+            Throttle.window_start < now - timedelta(seconds=keep_s)).execute()
+    return gone

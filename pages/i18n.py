@@ -182,4 +182,40 @@ EN = {
         "The form has no operation key: open the page again.",
     "Нет такого шаблона.": "No such template.", "Нет такой доставки.": "No such delivery.",
     "Нет такого уведомления.": "No such notification.", "Не заполнено.": "Not filled in.",
+    # webhooks
+    "Вебхуки": "Webhooks", "Подписки": "Subscriptions", "Адрес": "URL",
+    "Другие системы узнают о движениях бонусов без опроса: подписанные события по адресу "
+    "https, по порядку на каждую карту, с повторами сутки.":
+        "Other systems hear about bonus movements without polling: signed events to an "
+        "https URL, in order per card, retried for a day.",
+    "Подписка создана": "Subscription created",
+    "Секрет подписи показан один раз — сохраните его у получателя сейчас. Потерянный секрет "
+    "не восстановить: создайте подписку заново.":
+        "The signing secret is shown once: store it with the receiver now. A lost secret "
+        "cannot be recovered: create the subscription again.",
+    "Неудач подряд": "Failures in a row", "Последняя доставка": "Last delivery",
+    "Сохранить события": "Save events", "приостановлена": "paused",
+    "Журнал": "Log", "Приостановить": "Pause", "Возобновить": "Resume", "Удалить": "Delete",
+    "Подписок пока нет.": "No subscriptions yet.", "Новая подписка": "New subscription",
+    "Адрес получателя": "Receiver URL",
+    "Только https://, не адрес закрытой сети.": "https:// only, not a private network address.",
+    "Описание": "Description", "Создать подписку": "Create subscription",
+    "Журнал доставки": "Delivery log", "Когда": "When", "Событие": "Event",
+    "Код ответа": "Response code", "Время ответа, мс": "Response time, ms",
+    "Доставка": "Delivery", "Следующая попытка": "Next retry",
+    "доставлено": "delivered", "ждёт повтора": "waiting for a retry",
+    "не доставлено": "not delivered", "Отправить снова": "Send again",
+    "Попыток доставки пока не было.": "No delivery attempts yet.",
+    "Отправить событие снова": "Send an event again", "Id события (evt_…)": "Event id (evt_…)",
+    "С тем же id и телом: получатель узнает повтор.":
+        "With the same id and body: the receiver knows it for a repeat.",
+    "Отправить": "Send", "удалить подписку": "delete the subscription",
+    "Нет такой подписки.": "No such subscription.",
+    "События подписки сохранены.": "The subscription's events are saved.",
+    "Подписка приостановлена: события ждут, ни одно не потеряно.":
+        "Subscription paused: events wait, none is lost.",
+    "Подписка возобновлена: ожидавшие события уходят сейчас.":
+        "Subscription resumed: the waiting events go now.",
+    "Подписка удалена вместе с журналом.": "Subscription deleted with its log.",
+    "Событие поставлено в очередь на повторную отправку.": "The event is queued to be sent again.",
 }

@@ -134,10 +134,12 @@ class Worker:
         zone = self.app.config.get("TIMEZONE") or "Europe/Moscow"
         self.scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=zone)
         sync_at = clock_time(self.app.config.get("SYNC_AT"), "02:30")
+        from api.client_login import purge_throttles  # the login counters' ended windows
         for job, trigger, args in ((self.contact_events, "interval", {"seconds": TICK_S, "id": "events"}),
                                    (self.daily, "interval", {"seconds": DAILY_CHECK_S, "id": "daily"}),
                                    (self.fold_rollups, "interval", {"seconds": DAILY_CHECK_S,
                                                                     "id": "rollups"}),
+                                   (purge_throttles, "interval", {"seconds": 3600, "id": "throttles"}),
                                    (self.nightly_sync, "cron", {"hour": sync_at.hour,
                                                                 "minute": sync_at.minute,
                                                                 "id": "sync"})):

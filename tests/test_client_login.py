@@ -253,3 +253,44 @@ def test_an_sms_cut_off_mid_send_is_blanked_too(app, client, site):
     delivery.recover_stuck(utcnow())
     after = Notification.get_by_id(row.id)
     assert after.status == "unknown" and not re.search(r"\d{6}", after.body)
+
+
+def test_ended_throttle_windows_are_purged_and_live_ones_kept(app):
+    from api import throttle
+    from api.models import Throttle
+
+    now = utcnow()
+
+    def hits(limit, subject, ago_s, times=1):
+        for _ in range(times):
+            try:
+                throttle.hit(limit, subject, now - timedelta(seconds=ago_s))
+            except throttle.Throttled:
+                pass
+
+    hits(client_login.SMS_PER_MINUTE, "1:79160000001", 61)  # a minute window, ended
+    hits(client_login.SMS_PER_MINUTE, "1:79160000002", 30)  # still open
+    hits(client_login.SMS_PER_HOUR, "1:79160000001", 3601)  # an hour window, ended
+    hits(client_login.SMS_PER_HOUR, "1:79160000003", 1800, times=6)  # open and over its limit
+    hits(client_login.VERIFY_PER_IP, "1:10.0.0.1", 1800)
+    Throttle.create(key="renamed_limit:x", window_start=now - timedelta(days=2), count=1)
+    Throttle.create(key="renamed_limit:y", window_start=now - timedelta(hours=1), count=1)
+    assert client_login.purge_throttles(now) == 3
+    assert sorted(row.key for row in Throttle.select()) == [
+        "client_sms_1h:1:79160000003", "client_sms_1m:1:79160000002",
+        "client_verify_ip:1:10.0.0.1", "renamed_limit:y"]
+    with pytest.raises(throttle.Throttled):  # the purge opened no closed door
+        throttle.hit(client_login.SMS_PER_HOUR, "1:79160000003", now)
+    assert client_login.purge_throttles(now) == 0
+
+
+def test_the_scheduler_purges_them_every_hour(app, monkeypatch):
+    worker = app.extensions["worker"]
+    monkeypatch.setattr(worker, "_start_lanes", lambda: None)
+    worker.start()
+    try:
+        job = worker.scheduler.get_job("throttles")
+        assert job is not None and job.func.__name__ == "purge_throttles"
+        assert job.trigger.interval == timedelta(hours=1)
+    finally:
+        worker.stop()

@@ -111,6 +111,49 @@ def test_a_hold_is_never_overspent_under_parallel_debits(portal):
     assert Hold.get_by_id(made["hold_id"]).status == "captured"
 
 
+def test_parallel_holds_and_debits_never_reserve_more_than_the_balance(portal):
+    card, _ = cards.create_card(portal, {"phone": "9161234567", "last_name": "П",
+                                         "first_name": "А", "client_category": "В"}, actor="t")
+    operations.adjust(portal, card.number, 10_000, key="fund", actor="t", reason="Пополнение")
+
+    def worker(i):
+        for n in range(4):  # 8 × 4 × 700 = 22 400 asked for, 10 000 there
+            try:
+                if (i + n) % 2:
+                    holds.hold(portal, card.number, 700, key=f"h{i}-{n}", actor="t")
+                    yield "hold", 700
+                else:
+                    operations.debit(portal, card.number, 700, key=f"d{i}-{n}", actor="t")
+                    yield "debit", 700
+            except InsufficientBalance:
+                yield "refused", 0
+
+    outcomes = run_in_threads(worker)
+    done = Card.get_by_id(card.id)
+    held = holds.held_kop(card.id, utcnow())
+    debited = sum(kop for kind, kop in outcomes if kind == "debit")
+    assert held == sum(kop for kind, kop in outcomes if kind == "hold")
+    assert done.balance_kop == 10_000 - debited and 0 <= held <= done.balance_kop
+    assert done.balance_kop - held < 700  # it stopped only when no 700 was left free
+
+
+def test_a_hold_is_captured_once_under_parallel_captures(portal):
+    card, _ = cards.create_card(portal, {"phone": "9161234567", "last_name": "П",
+                                         "first_name": "А", "client_category": "В"}, actor="t")
+    operations.adjust(portal, card.number, 10_000, key="fund", actor="t", reason="Пополнение")
+    hold_id = holds.hold(portal, card.number, 6_000, key="h", actor="t").result["hold_id"]
+
+    def worker(i):
+        try:
+            yield holds.capture(portal, hold_id, key=f"cap{i}", actor="t").result["debited_kop"]
+        except holds.HoldClosed:
+            yield 0
+
+    assert sorted(run_in_threads(worker)) == [0] * 7 + [6_000]
+    assert Card.get_by_id(card.id).balance_kop == 4_000
+    assert Entry.select().where(Entry.kind == "debit").count() == 1
+
+
 def test_a_workflow_holds_then_captures_or_releases(app, client, b24, installed):
     from test_b24_activities import make_card, post, replies, tick
 
@@ -139,3 +182,33 @@ def test_a_workflow_holds_then_captures_or_releases(app, client, b24, installed)
     assert (released["Released"], released["Available"]) == ("Y", "750.00")
     assert again["Success"] == "N" and "отменён" in again["Error"]
     assert missing["Success"] == "N" and "HoldId" in missing["Error"]
+
+
+def test_a_merge_moves_the_absorbed_cards_live_holds_to_the_survivor(funded, portal):
+    from api.data import merges
+
+    survivor = funded.new_card(phone="+7 916 111-22-33", first_name="Иван")["number"]
+    assert funded.op(survivor, "adjustments", {"amount": "500", "reason": "п"}).status_code == 201
+    made = hold(funded, "600", idem="h1", reference="deal-9").get_json()
+    old = hold(funded, "100", idem="h-old", expires_in=60).get_json()
+    Hold.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        Hold.id == old["hold_id"]).execute()
+    assert funded.get(f"/api/v1/cards/{survivor}").get_json()["available"] == "500.00"
+    merges.merge_cards(portal, Card.get(number=NUMBER), Card.get(number=survivor), actor="t")
+    card = funded.get(f"/api/v1/cards/{survivor}").get_json()
+    assert (card["balance"], card["held"], card["available"]) == ("1500.00", "600.00", "900.00")
+    listed = funded.get(f"/api/v1/cards/{survivor}/holds").get_json()["items"]
+    assert [h["hold_id"] for h in listed] == [made["hold_id"]]
+    assert Hold.get_by_id(old["hold_id"]).card.number == NUMBER  # a lapsed one stays behind
+    assert funded.op(survivor, "debits", {"amount": "901"}).status_code == 422
+    again = hold(funded, "600", idem="h1", reference="deal-9")  # the original request, replayed
+    assert again.headers.get("Idempotency-Hit") == "true"
+    assert again.get_json()["hold_id"] == made["hold_id"] and Hold.select().count() == 2
+    captured = funded.post(f"/api/v1/holds/{made['hold_id']}/capture", json={}, idem="c1")
+    assert captured.status_code == 201, captured.get_json()
+    body = captured.get_json()
+    assert (body["card_number"], body["debited"], body["balance"]) == (survivor, "600.00", "900.00")
+    assert Entry.get_by_id(body["entry_id"]).card.number == survivor
+    assert Entry.get_by_id(body["entry_id"]).reference == "deal-9"
+    card = funded.get(f"/api/v1/cards/{survivor}").get_json()
+    assert (card["balance"], card["held"], card["available"]) == ("900.00", "0.00", "900.00")

@@ -171,7 +171,7 @@ def test_a_subscription_that_keeps_failing_is_paused_and_the_admin_told(
     sub = WebhookSubscription.get_by_id(sub_id)
     assert sub.status == "paused" and "неудачных попыток" in sub.paused_reason
     told = Notification.get(Notification.template == "webhook_paused")
-    assert told.recipient == "1" and receiver.url in told.body
+    assert told.recipient == "1" and receiver.url in told.body and "«Вебхуки»" in told.body
     assert Outbox.select().where(Outbox.key.startswith("webhook_paused")).count() == 1
     before = len(receiver.raw)
     assert deliver(app, now=now + timedelta(days=1)) == 0 and len(receiver.raw) == before
@@ -305,3 +305,11 @@ def test_a_merge_is_one_card_merged_event_on_the_surviving_card(app, hooked, rec
     assert len(merged) == 1
     assert merged[0]["data"]["card"]["number"] == B and merged[0]["data"]["merged"]["number"] == A
     assert merged[0]["data"]["card"]["balance"] == "50.00"
+
+
+def test_a_signing_secret_is_masked_if_it_ever_reaches_a_log_line():
+    from api.logs import mask
+
+    secret = signing.new_secret()
+    assert mask(f"subscription 3 secret {secret} (url=https://x)") == \
+        "subscription 3 secret whsec_*** (url=https://x)"

@@ -7,7 +7,8 @@ others (scheduler.contact_deletes finds the survivor by the card's phone). Here:
   card, the card is re-keyed to it. If it has one, the two become one: `merge_cards`.
 - `merge_cards`: the balance leaves the closed card and arrives on the remaining one as
   pairs of `transfer` entries, one pair per lot so each lot's expiry is kept, and the
-  history of both stays whole; purchases move too (they make the tier). The closed card is
+  history of both stays whole; purchases move too (they make the tier), and so do live
+  holds (they reserve part of that balance). The closed card is
   marked and points to the one that remains. Both entries have keys made of the card
   ids, and a closed card is never merged again: a replayed event moves nothing.
 - `orphan`: a deleted contact with no survivor: the card is blocked and marked, its
@@ -26,7 +27,7 @@ from api.ledger import lots, sql
 from api.ledger import rules as rules_mod
 from api.ledger.errors import Conflict
 from api.ledger.operations import TRANSFER, expire_card, lock_card, post
-from api.models import Card, CardMark, Lot, Portal
+from api.models import Card, CardMark, Hold, Lot, Portal
 from api.outbox import enqueue
 from api.webhooks import events as webhook_events
 from notifications import notices
@@ -79,6 +80,7 @@ def merge_cards(portal: Portal, source: Card, target: Card, *, actor: str,
             raise CannotMerge(f"Карта #{target.id} закрыта.")
         expire_card(source, now)  # what is past its lifetime expires where it was earned
         _transfer(portal, source, target, actor, now)
+        moved = _move_holds(source, target, now)
         Card.update(status=CLOSED, contact_id=None, updated_at=now).where(
             Card.id == source.id).execute()
         _write_fields(portal, f"merge:card{source.id}:fields", Card.get_by_id(target.id),
@@ -86,7 +88,8 @@ def merge_cards(portal: Portal, source: Card, target: Card, *, actor: str,
         CardMark.insert(card=source, kind=MERGED, other=target, created_at=now
                         ).on_conflict_ignore().execute()
         audit.record(portal, actor, "card.merge", target=audit.card_target(target),
-                     details={"closed": audit.card_target(source)}, now=now)
+                     details={"closed": audit.card_target(source), "holds_moved": moved},
+                     now=now)
         webhook_events.card_merged(portal, source, target.id)
         _tell(portal, target, f"merge:card{source.id}:into{target.id}",
               f"Карты клиента объединены: карта #{source.id} закрыта, её бонусы и покупки "
@@ -114,6 +117,14 @@ def _transfer(portal: Portal, source: Card, target: Card, actor: str, now: datet
     purchases = target.purchases_kop + source.purchases_kop
     sql.run("set_purchases", purchases, rules_mod.load(portal).tier_for(purchases).name,
             sql.timestamp(now), target.id)
+
+
+def _move_holds(source: Card, target: Card, now: datetime) -> int:
+    """Live holds follow the bonuses they reserve: the survivor's available balance counts
+    them, and a capture or release (by hold id) acts on the survivor. Lapsed or closed
+    holds stay in the closed card's history."""
+    return Hold.update(card=target.id).where(
+        (Hold.card == source.id) & (Hold.status == "active") & (Hold.expires_at > now)).execute()
 
 
 def orphan(portal: Portal, card: Card, deleted_id: int, *, now: datetime | None = None) -> bool:

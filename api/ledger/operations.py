@@ -71,14 +71,18 @@ _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "re
 def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
     """lock_card for the operations, in one statement with the portal's settings token
     (`card.settings_token`, for api.versions): the follow-up reuses this very Card.
-    With `held_at`, the same statement also sums the card's live holds (`card.held_kop`)."""
-    if held_at is None:
+    With `held_at`, the card's live holds are summed too (`card.held_kop`): in the same
+    statement on SQLite, in the next one on PostgreSQL (sql "lock_card_held" says why)."""
+    if held_at is None or sql.dialect().postgres:
         row = sql.row("lock_card", sql.pk(portal), number)
     else:
         row = sql.row("lock_card_held", sql.timestamp(held_at), sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
-    return _card(row)
+    card = _card(row)
+    if held_at is not None and sql.dialect().postgres:  # see sql "lock_card_held"
+        card.held_kop = int(sql.row("card_held", card.id, sql.timestamp(held_at))[0])
+    return card
 
 
 def read_card(portal: Portal, number: str) -> Card | None:

@@ -36,6 +36,10 @@ STATEMENTS = {
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
     # A debit's lock also sums what the card's live holds reserve (api.ledger.holds).
+    # SQLite only: there the write lock is taken at BEGIN, before this statement reads.
+    # On PostgreSQL the subquery would read the snapshot taken before the row lock was
+    # granted, missing a hold committed while the debit waited (held > balance, seen in
+    # tests/test_holds.py): there the sum is "card_held", a statement after the lock.
     "lock_card_held": """
         SELECT {card_columns}, "v"."token",
                (SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
@@ -44,6 +48,9 @@ STATEMENTS = {
         FROM "card" AS "c"
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    "card_held": """
+        SELECT COALESCE(SUM("amount_kop"), 0) FROM "hold"
+        WHERE "card_id" = ? AND "status" = 'active' AND "expires_at" > ?""",
     # The same row unlocked: a card read is this one statement (and cached rules).
     "read_card": """
         SELECT {card_columns}, "v"."token" FROM "card" AS "c"

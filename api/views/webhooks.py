@@ -67,6 +67,9 @@ class Attempt(Schema):
     response_ms = fields.Integer(allow_none=True)
     error = fields.String(allow_none=True)
     delivery_status = fields.String()
+    delivery_attempts = fields.Integer(metadata={"description": "Tries of this delivery so far."})
+    next_attempt_at = schemas.UtcDateTime(allow_none=True,
+                                          metadata={"description": "Next retry, while pending."})
 
 
 class AttemptPage(schemas.Page):

@@ -274,7 +274,8 @@ def _tell_admin(sub: WebhookSubscription, reason: str, now: datetime) -> None:
     if not (portal.installed_by_user_id and portal.client_endpoint and portal.status == "active"):
         return
     text = (f"Вебхук {sub.url} приостановлен: получатель не отвечает. {reason}. Проверьте "
-            "получателя и возобновите подписку (PATCH /api/v1/webhooks/{id}, status=active).")
+            "получателя и возобновите подписку в приложении, на странице «Вебхуки» "
+            "(или PATCH /api/v1/webhooks/{id}, status=active).")
     row = notices.insert(portal, None, f"webhook_paused:{sub.id}:{now:%Y%m%d%H%M%S}", "chat",
                          "webhook_paused", str(portal.installed_by_user_id), None,
                          text.replace("{id}", str(sub.id)))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from peewee import fn
+
 from api import versions
 from api.clock import utcnow
 from api.db import db
@@ -25,7 +27,7 @@ class EventNotFound(NotFound):
 
 def _checked_url(url, config) -> str:
     try:
-        urls.check_url(url, config)
+        urls.check_target(url, config)
     except urls.UnsafeUrl as exc:
         raise InvalidInput({"url": str(exc)}) from None
     return url.strip()
@@ -72,7 +74,7 @@ def change(portal: Portal, sub_id: int, data: dict, config) -> WebhookSubscripti
         WebhookDelivery.update(next_attempt_at=utcnow()).where(
             (WebhookDelivery.subscription == sub) & (WebhookDelivery.status == "pending")).execute()
     elif data.get("status") == "paused":
-        sub.status, sub.paused_reason = "paused", "Приостановлена через API"
+        sub.status, sub.paused_reason = "paused", "Приостановлена вручную"
     sub.updated_at = utcnow()
     with db.atomic():
         sub.save()
@@ -86,8 +88,24 @@ def delete(portal: Portal, sub_id: int) -> None:
         versions.bump(portal)
 
 
+def listing(portal: Portal) -> list[WebhookSubscription]:
+    """The portal's subscriptions, each with `last_attempt` (its latest try, or None) and
+    `event_list` (its events, decoded)."""
+    subs = list(WebhookSubscription.select().where(WebhookSubscription.portal == portal)
+                .order_by(WebhookSubscription.id))
+    latest = (WebhookAttempt.select(fn.MAX(WebhookAttempt.id))
+              .where(WebhookAttempt.subscription.in_([s.id for s in subs]))
+              .group_by(WebhookAttempt.subscription))
+    last = {a.subscription_id: a for a in WebhookAttempt.select().where(
+        WebhookAttempt.id.in_(latest))} if subs else {}
+    for sub in subs:
+        sub.last_attempt, sub.event_list = last.get(sub.id), json.loads(sub.events)
+    return subs
+
+
 def attempts(sub: WebhookSubscription, *, page: int, per_page: int):
-    """The delivery log, newest first: each try with its status and response time."""
+    """The delivery log, newest first: each try with its status and response time, and
+    where its delivery stands (tries so far, the next retry while it is pending)."""
     per_page = max(1, min(per_page, PAGE_MAX))
     rows = list(WebhookAttempt.select(WebhookAttempt, WebhookDelivery, WebhookEvent)
                 .join(WebhookDelivery).join(WebhookEvent)
@@ -97,7 +115,9 @@ def attempts(sub: WebhookSubscription, *, page: int, per_page: int):
     items = [{"id": a.id, "at": a.at, "status_code": a.status_code,
               "response_ms": a.response_ms, "error": a.error, "ok": a.error is None,
               "event_id": a.delivery.event.event_id, "type": a.delivery.event.type,
-              "delivery_status": a.delivery.status} for a in rows[:per_page]]
+              "delivery_status": a.delivery.status, "delivery_attempts": a.delivery.attempts,
+              "next_attempt_at": a.delivery.next_attempt_at
+              if a.delivery.status == "pending" else None} for a in rows[:per_page]]
     return items, len(rows) > per_page
 
 

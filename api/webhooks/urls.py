@@ -78,6 +78,21 @@ def _embedded_ipv4(ip):
     if any(ip in net for net in WRAPS_IPV4_LOW32):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
+def check_target(url, config) -> None:
+    """At subscription time: check_url, and a host written as an address (or `localhost`)
+    must be acceptable too. Names are resolved only when sending (DNS may change); this
+    refuses at once what can never be sent to, with the reason beside the field."""
+    host = check_url(url, config)[1]
+    if host == "localhost" or host.endswith(".localhost"):
+        address = ipaddress.ip_address("127.0.0.1")
+    else:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return
+    if not _public(address, allowed_networks(config)):
+        raise UnsafeUrl(f"{host} — адрес закрытой или локальной сети: запрещено "
+                        "(разрешается настройкой WEBHOOK_ALLOW_NETWORKS).")
 
 
 def _public(ip, networks) -> bool:
