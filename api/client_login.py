@@ -273,7 +273,14 @@ def card_of(token: ClientToken) -> Card:
     return card
 
 
+CODES_KEPT_S = 86_400  # a spent or lapsed code, kept a day for a support question
+
+
 def purge_throttles(now: datetime | None = None) -> int:
-    """The scheduler's hourly job: the login counters whose windows have ended."""
+    """The scheduler's hourly job: the login counters whose windows have ended, and the
+    codes lapsed a day ago (each holds a phone: nothing is kept longer than it serves)."""
+    now = now or utcnow()
     with connection():
-        return throttle.purge(LIMITS, now)
+        codes = LoginCode.delete().where(
+            LoginCode.expires_at < now - timedelta(seconds=CODES_KEPT_S)).execute()
+        return throttle.purge(LIMITS, now) + codes

@@ -284,6 +284,16 @@ def test_ended_throttle_windows_are_purged_and_live_ones_kept(app):
     assert client_login.purge_throttles(now) == 0
 
 
+def test_login_codes_lapsed_a_day_ago_are_purged(app, client, site, clock):
+    assert login(client, site).status_code == 202
+    clock.pass_s(client_login.CODE_TTL_S + 3600)
+    assert login(client, site, phone=OTHER).status_code == 202
+    assert client_login.purge_throttles(clock.now) >= 0 and LoginCode.select().count() == 2
+    clock.pass_s(client_login.CODES_KEPT_S - 3000)
+    client_login.purge_throttles(clock.now)
+    assert [row.phone for row in LoginCode.select()] == [OTHER]
+
+
 def test_the_scheduler_purges_them_every_hour(app, monkeypatch):
     worker = app.extensions["worker"]
     monkeypatch.setattr(worker, "_start_lanes", lambda: None)
