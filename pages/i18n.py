@@ -29,6 +29,10 @@ EN = {
     "Подтвердить": "Confirm", "Найти": "Search", "Далее": "Next", "Ранее": "Previous",
     "Подтвердите действие": "Confirm the action", "Ошибка": "Error",
     "Исправьте поля, отмеченные ниже.": "Fix the fields marked below.",
+    ("Пока вы редактировали, эти настройки сохранил другой администратор. Ваши изменения не "
+     "записаны; проверьте поля и сохраните снова, чтобы заменить ими его версию."): (
+        "Another admin saved these settings while you were editing. Your changes were not "
+        "written; check the fields and save again to replace their version with yours."),
     "Нет доступа": "No access", "да": "yes", "нет": "no", "—": "—",
     "Администратор портала пока не открыл вам доступ к программе лояльности.":
         "The portal administrator has not given you access to the loyalty program yet.",

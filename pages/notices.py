@@ -8,8 +8,9 @@ import uuid
 from flask import current_app, g, jsonify, request
 
 from api.db import db
+from api.documents import VersionConflict, read_versioned
 from api.ledger.errors import InvalidInput
-from api.models import Notification
+from api.models import Notification, NotificationSettings
 from background.outbox import enqueue
 from notifications import notices
 from notifications import settings as settings_mod
@@ -44,8 +45,10 @@ LABELS = {
 @viewer_required
 @roles.require(roles.MANAGE)
 def show():
-    shown = settings_mod.masked(settings_mod.load(g.portal))
-    return _settings_page(shown, shown, {})
+    document, version = read_versioned(NotificationSettings, g.portal,
+                                       lambda: settings_mod.load(g.portal))
+    shown = settings_mod.masked(document)
+    return _settings_page(shown, shown, {}, version=version)
 
 
 @bp.route("", methods=["POST"])
@@ -59,20 +62,25 @@ def save():
     for key in settings_mod.SECRET_FIELDS:  # blank keeps the stored key: keys are never shown
         if web.form_text(key, 200):
             changes[key] = web.form_text(key, 200)
+    version = web.form_version()
     try:
         with db.atomic():
-            settings_mod.save(g.portal, changes, actor=g.viewer.actor)
-    except InvalidInput as exc:
+            settings_mod.save(g.portal, changes, actor=g.viewer.actor, expected_version=version)
+    except (InvalidInput, VersionConflict) as exc:
         shown = settings_mod.masked(settings_mod.load(g.portal))
         typed = {**shown, **{k: v for k, v in changes.items()
                              if k not in settings_mod.SECRET_FIELDS}}
-        return _settings_page(shown, typed, exc.fields, 422)
+        if isinstance(exc, VersionConflict):  # typed values kept, under the new version
+            return _settings_page(shown, typed, {"_schema": web.STALE_FORM}, 409,
+                                  version=exc.details["current_version"])
+        return _settings_page(shown, typed, exc.fields, 422, version=version)
     return web.redirect_to("pages_notices.show", "settings_saved")
 
 
-def _settings_page(shown: dict, values: dict, errors: dict, status: int = 200):
+def _settings_page(shown: dict, values: dict, errors: dict, status: int = 200, *,
+                   version: str | None = None):
     return web.render("notices.html", status, shown=shown, values=values, errors=errors,
-                      labels=LABELS, defaults=DEFAULT_TEMPLATES)
+                      labels=LABELS, defaults=DEFAULT_TEMPLATES, version=version)
 
 
 @bp.route("/templates/<name>", methods=["GET"])

@@ -2,7 +2,9 @@
 the client-category field; and who else may use the pages.
 
 The form goes through the same validation as `PUT /api/v1/rules` (api.ledger.rules);
-errors come back beside their fields and nothing is written. A saved change applies to
+errors come back beside their fields and nothing is written. The form carries the
+version it was filled from (the API's If-Match): when another admin saved in between,
+nothing is written and the page says so, so a stale form never silently undoes them. A saved change applies to
 the next operation: the ledger reads the rules when it runs and never rewrites entries.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from flask import g, request
 
 from api.db import db
+from api.documents import VersionConflict
 from api.ledger import rules as rules_mod
 from api.ledger.errors import InvalidInput
 from api.models import ProgramRules
@@ -30,7 +33,8 @@ _DAYS = re.compile(r"[0-9]{1,6}")
 @viewer_required
 @roles.require(roles.MANAGE)
 def show():
-    return _page(_values_of(rules_mod.stored_document(g.portal)), {})
+    document, version = rules_mod.versioned(g.portal)
+    return _page(_values_of(document), {}, version=version)
 
 
 @bp.route("", methods=["POST"])
@@ -39,16 +43,21 @@ def show():
 def save():
     values = _values_from(request.form)
     document, errors = _document(values)
+    version = web.form_version()
     try:
         if errors:  # still validate the rest, so every bad field is marked at once
             rules_mod.validate_document({**rules_mod.stored_document(g.portal), **document})
         else:
             with db.atomic():
-                rules_mod.save(g.portal, document, actor=g.viewer.actor)
+                rules_mod.save(g.portal, document, actor=g.viewer.actor,
+                               expected_version=version)
     except InvalidInput as exc:
         errors = {**exc.fields, **errors}
+    except VersionConflict as exc:
+        # The typed values stay, under the new version: saving again is a decision.
+        return _page(values, {"_schema": web.STALE_FORM}, 409, version=exc.details["current_version"])
     if errors:
-        return _page(values, errors, 422)
+        return _page(values, errors, 422, version=version)
     return web.redirect_to("pages_rules.show", "saved")
 
 
@@ -63,12 +72,12 @@ def save_access():
     return web.redirect_to("pages_rules.show", "access_saved")
 
 
-def _page(values: dict, errors: dict, status: int = 200):
+def _page(values: dict, errors: dict, status: int = 200, *, version: str | None = None):
     rows = values["tiers"] + [{"name": "", "threshold": "", "percent": ""}] * BLANK_ROWS
     changed = ProgramRules.get_or_none(ProgramRules.portal == g.portal)
     return web.render("rules.html", status, values=values, rows=rows, errors=errors,
                       labels=FIELD_LABELS, access=permissions.load(g.portal)["access"],
-                      changed=changed)
+                      changed=changed, version=version)
 
 
 def _values_of(document: dict) -> dict:

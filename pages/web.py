@@ -89,6 +89,18 @@ def money(kop) -> str:
     return format_bonus(int(kop or 0))
 
 
+# A settings form carries the version it was filled from (the API's If-Match): a save
+# over a newer version writes nothing and says this, with the typed values kept.
+STALE_FORM = ("Пока вы редактировали, эти настройки сохранил другой администратор. Ваши "
+              "изменения не записаны; проверьте поля и сохраните снова, чтобы заменить ими "
+              "его версию.")
+VERSION_MAX_LEN = 64
+
+
+def form_version() -> str | None:
+    return form_text("version", VERSION_MAX_LEN) or None
+
+
 def form_text(name: str, max_len: int = TEXT_MAX_LEN) -> str:
     """A trimmed form value, cut to a limit (the field's own check reports real problems)."""
     value = request.form.get(name, "")

@@ -3,6 +3,7 @@ template editing with a live preview, a test sent to oneself, and the log."""
 from __future__ import annotations
 
 import json
+import re
 
 from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
 from test_pages import row_counts, moved, text
@@ -32,6 +33,18 @@ def test_keys_are_replaced_only_when_typed_and_shown_masked(admin, installed):
     page = text(admin.get("/b24/app/notifications"))
     assert "••••0001" in page and "classic-key-0001" not in page and "go-key-0002" not in page
     assert 'type="password" value=""' in page
+
+
+def test_a_settings_form_filled_before_another_admins_save_overwrites_nothing(admin, installed):
+    page = text(admin.get("/b24/app/notifications"))
+    version = re.search(r'name="version" value="([0-9a-f]+)"', page)[1]
+    settings.save(installed, {"sender_name": "Другой админ"}, actor="b24:user_2")
+    stale = admin.post("/b24/app/notifications", settings_form(version=version, go_host="go2"))
+    assert stale.status_code == 409 and "другой администратор" in text(stale)
+    assert settings.load(installed)["sender_name"] == "Другой админ"  # not put back
+    fresh = re.search(r'name="version" value="([0-9a-f]+)"', text(stale))[1]
+    assert moved(admin.post("/b24/app/notifications", settings_form(version=fresh, go_host="go2")))
+    assert settings.load(installed)["go_host"] == "go2"
 
 
 def test_bad_settings_are_marked_and_nothing_is_written(admin):

@@ -3,6 +3,7 @@ written on a bad form, and a change that applies to the next operation only."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from test_pages import _portal_settings, admin, b24p, frame_user  # noqa: F401 (fixtures)
 from test_pages import row_counts, moved, text
@@ -91,3 +92,23 @@ def test_no_tiers_at_all_is_an_error(admin):
                          for k in ("name", "threshold", "percent")})
     response = admin.post("/b24/app/rules", form)
     assert response.status_code == 422 and error_beside(text(response), "tiers")
+
+
+def test_a_form_filled_before_another_admins_save_overwrites_nothing(admin, installed):
+    """Two admins open the page; the second saves; the first's stale form must not put the
+    old values back over the second's change without being told."""
+    page = text(admin.get("/b24/app/rules"))
+    version = re.search(r'name="version" value="([0-9a-f]+)"', page)[1]
+    rules_mod.save(installed, {"welcome_bonus": "100.00"}, actor="b24:user_2 second admin")
+    stale = admin.post("/b24/app/rules", rules_form(version=version,
+                                                    **{"tiers-0-percent": "4.5"}))
+    assert stale.status_code == 409
+    body = text(stale)
+    assert "другой администратор" in body and 'value="4.5"' in body  # typed values kept
+    stored = rules_mod.load(installed)
+    assert (stored.welcome_bonus_kop, stored.tiers[0].percent) == (10_000, Decimal("3.00"))
+    fresh = re.search(r'name="version" value="([0-9a-f]+)"', body)[1]
+    assert fresh != version
+    again = admin.post("/b24/app/rules", rules_form(version=fresh, **{"tiers-0-percent": "4.5"}))
+    assert moved(again) and "m=saved" in moved(again)  # now a decision, and it lands
+    assert rules_mod.load(installed).tiers[0].percent == Decimal("4.50")
