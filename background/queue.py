@@ -67,10 +67,15 @@ def claimed(queue: Queue, now: datetime, *, limit: int, where=None) -> list:
     return list(model.select().where(model.id.in_(ids)).order_by(model.id))
 
 
-def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=None) -> int:
-    """Claim and work up to `limit` rows; a crash of one row never stops the others."""
+def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=None,
+             prepare: Callable[[list], None] | None = None) -> int:
+    """Claim and work up to `limit` rows; a crash of one row never stops the others.
+    `prepare` sees the rows this worker claimed before any is worked (shared reads)."""
     count = 0
-    for row in claimed(queue, now, limit=limit, where=where):
+    rows = claimed(queue, now, limit=limit, where=where)
+    if prepare is not None and rows:
+        prepare(rows)
+    for row in rows:
         if row.attempts > queue.attempts_max:
             dead_letter(queue, row, f"попытки исчерпаны ({queue.attempts_max})", now)
         else:

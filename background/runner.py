@@ -72,22 +72,25 @@ def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 
         where &= ActivityRun.code.in_(UNISENDER_CODES)
     elif lane == lanes.B24:
         where &= ActivityRun.code.not_in(UNISENDER_CODES)
-    cache = _prefetched(settings, now, session, where, limit) if portal_id is not None else None
+    cache: dict = {}
+
+    def prepare(runs: list[ActivityRun]) -> None:
+        if portal_id is not None:  # a worker holding the portal's lane: its reads go together
+            _prefetch(runs, settings, now, session, cache)
+
     return queue.work_due(RUNS, now, lambda run: process(run, settings, now=now, session=session,
                                                          cache=cache),
-                          limit=limit, where=where)
+                          limit=limit, where=where, prepare=prepare)
 
 
-def _prefetched(settings: B24Settings, now: datetime, session, where, limit: int) -> dict:
-    """The reads of one portal's due runs, fetched together (background.prefetch)."""
-    due = list(ActivityRun.select().where((ActivityRun.status == "pending")
-                                          & (ActivityRun.next_attempt_at <= now) & where)
-               .order_by(ActivityRun.id).limit(limit))
-    cache: dict = {}
-    if len(due) > 1:
-        contexts = [RunContext(run.portal, run, settings, now, session) for run in due]
-        prefetch.prefetch(contexts, _read_of, client_for(due[0].portal, settings, session), cache)
-    return cache
+def _prefetch(runs: list[ActivityRun], settings: B24Settings, now: datetime, session,
+              cache: dict) -> None:
+    """The reads of the runs this worker claimed, fetched together (background.prefetch).
+    The claimed rows, not the first due ones: those may be another worker's."""
+    live = [run for run in runs if run.attempts <= RUNS.attempts_max]
+    if len(live) > 1:
+        contexts = [RunContext(run.portal, run, settings, now, session) for run in live]
+        prefetch.prefetch(contexts, _read_of, client_for(live[0].portal, settings, session), cache)
 
 
 def _read_of(ctx: RunContext):

@@ -76,7 +76,10 @@ class Worker:
         return runs, sent, messages, hooks, events
 
     def b24_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:
-        return workers.b24_pass(self.settings, self.holder, now=now, session=session,
+        # A holder per thread: under the process's one name, two lane threads both "held"
+        # the flooded portal's lane and slept on its bucket while a quiet portal waited.
+        holder = f"{self.holder}/{threading.current_thread().name}"
+        return workers.b24_pass(self.settings, holder, now=now, session=session,
                                 stopping=stopping)
 
     def unisender_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:

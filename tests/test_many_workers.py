@@ -142,19 +142,8 @@ def _run(portal, n):
 
 
 def test_the_reads_of_a_portals_runs_share_one_batch_each_deal_read_once(app, portals):
-    from api.ledger import cards
-
     (portal, fake), *_ = portals
-    fake.add_contact(42)
-    for deal in range(1, 11):
-        fake.deals[deal] = {"ID": str(deal), "CONTACT_ID": "42", "OPPORTUNITY": "1000.00"}
-    cards.create_card(portal, {"phone": "79161234567", "last_name": "Петрова",
-                               "first_name": "Анна", "client_category": "Врач",
-                               "contact_id": 42}, actor="t")
-    ActivityRun.insert_many([{**_run(portal, n), "code": "loyalty_bonus_accrue",
-                              "document_id": json.dumps(["crm", "CCrmDocumentDeal",
-                                                         f"DEAL_{n % 10 + 1}"])}
-                             for n in range(30)]).execute()
+    _deals_to_accrue(portal, fake, runs=30, deals=10)
     settings = B24Settings.from_config(app.config)
     workers.b24_pass(settings, "worker-0")
     replies = [p["RETURN_VALUES"] for p in fake.sent("bizproc.event.send")]
@@ -162,3 +151,64 @@ def test_the_reads_of_a_portals_runs_share_one_batch_each_deal_read_once(app, po
     assert sum(r["AlreadyAccrued"] == "N" for r in replies) == 10  # one accrual per deal
     assert len(fake.sent("crm.deal.get")) == 10  # each deal read once, for all its runs
     assert fake.requests <= 4  # one batch of reads, then the answers packed 50 a request
+
+
+class SlowPortal(TrackedPortal):
+    """A portal that takes its time, so a worker busy with it stays busy."""
+
+    RESPONSE_S = 0.1
+
+    def _http(self, request):
+        time.sleep(self.RESPONSE_S)
+        return super()._http(request)
+
+
+def test_two_worker_threads_of_one_process_leave_the_quiet_portal_free(app, monkeypatch):
+    """The scheduler's own lane threads (one process, two threads): one works the flood,
+    the other answers the quiet portal at once. They used to share one holder name, so
+    both took the flooded portal's lane, slept on its bucket, and the quiet run waited."""
+    if not app.config["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("several lane threads run on PostgreSQL only")
+    monkeypatch.setattr(ratelimit, "DEFAULT_LIMITER", ratelimit.RateLimiter(rate_per_s=2, burst=5))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        flooded, quiet = (Portal.create(member_id=f"member-{n}",
+                                        client_endpoint=f"https://p{n}.bitrix24.com/rest/",
+                                        access_token="access-1", refresh_token="refresh-1",
+                                        status="active") for n in range(2))
+        flood_fake = SlowPortal(rsps, flooded.client_endpoint)
+        quiet_fake = SlowPortal(rsps, quiet.client_endpoint)
+        _deals_to_accrue(flooded, flood_fake, runs=500, deals=500)
+        quiet_fake.add_contact(42)
+        worker = app.extensions["worker"]
+        worker.workers = 2
+        worker._start_lanes()
+        try:
+            time.sleep(3)  # the flood is being worked
+            ActivityRun.insert(_run(quiet, 0)).execute()
+            asked = time.monotonic()
+            worker.kick()
+            while not quiet_fake.sent("bizproc.event.send") and time.monotonic() - asked < 30:
+                time.sleep(0.02)
+            answered_s = time.monotonic() - asked
+        finally:
+            worker.stop()
+    assert answered_s < 2, f"the quiet portal waited {answered_s:.1f} s"
+    assert flood_fake.most_in_flight == 1  # one lane thread at a time on the flooded portal
+    assert ActivityRun.select().where((ActivityRun.portal == flooded)
+                                      & (ActivityRun.status == "pending")).count() > 0  # still flooded
+
+
+def _deals_to_accrue(portal, fake, *, runs, deals):
+    """Accrual runs on `deals` deals (so their reads need batches), all of one card's contact."""
+    from api.ledger import cards
+
+    fake.add_contact(42)
+    for deal in range(1, deals + 1):
+        fake.deals[deal] = {"ID": str(deal), "CONTACT_ID": "42", "OPPORTUNITY": "1000.00"}
+    cards.create_card(portal, {"phone": "79161234567", "last_name": "Петрова",
+                               "first_name": "Анна", "client_category": "Врач",
+                               "contact_id": 42}, actor="t")
+    ActivityRun.insert_many([{**_run(portal, n), "code": "loyalty_bonus_accrue",
+                              "document_id": json.dumps(["crm", "CCrmDocumentDeal",
+                                                         f"DEAL_{n % deals + 1}"])}
+                             for n in range(runs)]).execute()
