@@ -22,7 +22,7 @@ from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import LedgerError
 from api.models import ActivityRun
-from background import lanes, pacing, prefetch, queue
+from background import lanes, leases, pacing, prefetch, queue
 from background.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
             "loyalty_bonus_hold": bonus_holds.hold, "loyalty_bonus_capture": bonus_holds.capture,
             "loyalty_bonus_release": bonus_holds.release}
 ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
-CLAIM_S = 300
+CLAIM_S = leases.LEASE_S  # renewed while the worker lives (background.leases)
 LOG_MESSAGE_MAX = 1000
 # Runs that talk to UniSender are worked in its own lane (background.lanes.UNISENDER), so a
 # slow provider never holds up the Bitrix24 lane's answers.
