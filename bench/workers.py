@@ -242,7 +242,7 @@ def row(app, portals: FakePortals, port: int, count: int, tenants: int) -> str:
         many = make_portals(f"w{count}many", tenants, port)
         flooded, quiet = make_portals(f"w{count}flood", 2, port)
     bench = Bench(app, portals, port)
-    worker._start_lanes()
+    worker.start_lanes()
     try:
         before = portals.requests
         single = bench.storm(one, 100)

@@ -132,11 +132,14 @@ class Worker:
         run.__name__ = job.__name__
         return run
 
-    def start(self, blocking: bool = False) -> None:
+    def start(self, blocking: bool = False, lanes: bool = True) -> None:
+        """The singleton jobs, and the lane workers unless `lanes` is False (a scheduler
+        process beside worker processes: `scheduler run --processes`)."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        self._start_lanes()
+        if lanes:
+            self.start_lanes()
         zone = self.app.config.get("TIMEZONE") or "Europe/Moscow"
         self.scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=zone)
         sync_at = clock_time(self.app.config.get("SYNC_AT"), "02:30")
@@ -154,7 +157,7 @@ class Worker:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         self.scheduler.start()
 
-    def _start_lanes(self) -> None:
+    def start_lanes(self) -> None:
         with connection():
             count = self.workers if is_postgres() else 1
             if is_postgres():

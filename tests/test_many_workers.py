@@ -173,7 +173,7 @@ def test_two_worker_threads_of_one_process_leave_the_quiet_portal_free(app, monk
         quiet_fake.add_contact(42)
         worker = app.extensions["worker"]
         worker.workers = 2
-        worker._start_lanes()
+        worker.start_lanes()
         try:
             time.sleep(3)  # the flood is being worked
             ActivityRun.insert(_run(quiet, 0)).execute()
