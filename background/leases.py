@@ -32,17 +32,17 @@ log = logging.getLogger(__name__)
 LEASE_S = 15  # a dead worker's rows and lanes are free again within this
 RENEW_S = 3  # the keeper's beat: several renewals fit in one lease
 CLAIMED = (ActivityRun, Outbox)
-HOLDER_MAX = 100
+HOST_MAX, THREAD_MAX = 60, 30  # `host:pid/thread` fits the columns' 100 characters
 
 
 def process() -> str:
     """This process's name among the workers (looked up each time: a fork has a new pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()[:HOST_MAX]}:{os.getpid()}"
 
 
 def me() -> str:
     """The calling thread's name among the workers: what its claims and lanes carry."""
-    return f"{process()}/{threading.current_thread().name}"[-HOLDER_MAX:]
+    return f"{process()}/{threading.current_thread().name[:THREAD_MAX]}"
 
 
 def _mine(field, owner: str):
