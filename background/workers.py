@@ -34,6 +34,9 @@ TURN_ROWS = 50  # runs (their reads one batch), then outbox rows, per portal per
 SHARED_TURN_ROWS = 10  # the same while other portals wait: a flood never holds up the quiet
 YIELD_S = 1.0  # a portal whose next request is further away waits for a later pass
 PORTALS_MAX = 1000  # per pass
+# A burst of calls (100 runs started at once) wakes an idle worker once, not once a call:
+# every idle worker's empty pass cost the one holding the lane its CPU.
+COALESCE_S = 0.05
 
 
 def due_portals(now: datetime) -> list[int]:
@@ -104,7 +107,8 @@ class LaneThread(threading.Thread):
             if done and self.after is not None:
                 self.after()
             if not done:
-                self.wake.wait(self.idle_s)
+                if self.wake.wait(self.idle_s):
+                    self.stopping.wait(COALESCE_S)
                 self.wake.clear()
 
     def _pass(self) -> int:
