@@ -151,6 +151,15 @@ def _0012_ledger():
         bump(portal_id)
 
 
+def _0015_workers():
+    """Claims name their worker (background.leases renews them while it lives)."""
+    # A new database got the column from 0002/0003 (the models carry it); add it where missing.
+    missing = [table for table in ("activityrun", "outbox", "notification")
+               if "claimed_by" not in {c.name for c in db.get_columns(table)}]
+    apply(*(_migrator().add_column(table, "claimed_by", CharField(max_length=100, null=True))
+            for table in missing))
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -166,6 +175,7 @@ MIGRATIONS = [
     ("0011_api", _0011_api),
     ("0010_ops", _0010_ops),
     ("0012_ledger", _0012_ledger),
+    ("0015_workers", _0015_workers),
 ]
 
 

@@ -185,6 +185,8 @@ class QueueRow(BaseModel):
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(default=utcnow)
     claimed_until = DateTimeField(null=True)  # another worker's claim, until it lapses
+    # The worker thread holding the claim (background.leases: renewed while it lives).
+    claimed_by = CharField(max_length=100, null=True)
     created_at = DateTimeField(default=utcnow)
     # QUERY_LIMIT_EXCEEDED refusals: paced and retried within seconds, counted apart from
     # the failures that `attempts` bounds (background.pacing caps them too).

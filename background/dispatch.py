@@ -16,13 +16,13 @@ from activities.b24client import BATCH_COMMANDS_MAX, B24AuthError, B24Error, Bat
 from activities.portals import B24Settings, client_for
 from api.clock import utcnow
 from api.models import Outbox, Portal
-from background import lanes, pacing, queue
+from background import lanes, leases, pacing, queue
 from notifications import notices, timeline
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS_MAX = 15  # about a day of backoff; then it waits for a person to press retry
-CLAIM_S = 120
+CLAIM_S = leases.LEASE_S  # renewed while the worker lives (background.leases)
 
 
 OUTBOX = queue.Queue(Outbox, claim_s=CLAIM_S, attempts_max=ATTEMPTS_MAX, first_s=10, max_s=3600)
@@ -67,6 +67,10 @@ def deliver_pack(rows: list[Outbox], settings: B24Settings, *, now: datetime, se
     """One request for the rows of one portal. Packed with others, a row's commands go out
     under aliases (`r<row>_<n>`: keys stay unique and short) and each row learns its own
     results; alone, under their own keys."""
+    mine = leases.fence(Outbox, [row.id for row in rows], now)
+    rows = [row for row in rows if row.id in mine]  # the others went to another worker
+    if not rows:
+        return
     portal = Portal.get_by_id(rows[0].portal_id)
     if portal.status in ("uninstalled", "deleted") or not portal.access_token:
         for row in rows:

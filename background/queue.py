@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from api.db import db, is_postgres
+from background import leases
 
 log = logging.getLogger(__name__)
 ERROR_MAX = 1000
@@ -45,8 +46,8 @@ class Queue:
 def claimed(queue: Queue, now: datetime, *, limit: int, where=None) -> list:
     """The due pending rows this worker managed to claim, oldest first.
 
-    One transaction picks up to `limit` due rows and claims them (the claim counts the
-    attempt): on PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`, so workers
+    One transaction picks up to `limit` due rows and claims them for this thread (the
+    claim counts the attempt; background.leases renews it while the worker lives): on PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`, so workers
     never queue on each other's rows nor take the same one; on SQLite the transaction
     holds the write lock. Three queries for the lot, not four a row.
     """
@@ -62,15 +63,20 @@ def claimed(queue: Queue, now: datetime, *, limit: int, where=None) -> list:
         ids = [row.id for row in query]
         if not ids:
             return []
-        model.update(claimed_until=now + timedelta(seconds=queue.claim_s),
+        model.update(claimed_until=now + timedelta(seconds=queue.claim_s), claimed_by=leases.me(),
                      attempts=model.attempts + 1).where(model.id.in_(ids)).execute()
     return list(model.select().where(model.id.in_(ids)).order_by(model.id))
 
 
-def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=None) -> int:
-    """Claim and work up to `limit` rows; a crash of one row never stops the others."""
+def work_due(queue: Queue, now: datetime, work: Callable, *, limit: int, where=None,
+             prepare: Callable[[list], None] | None = None) -> int:
+    """Claim and work up to `limit` rows; a crash of one row never stops the others.
+    `prepare` sees the rows this worker claimed before any is worked (shared reads)."""
     count = 0
-    for row in claimed(queue, now, limit=limit, where=where):
+    rows = claimed(queue, now, limit=limit, where=where)
+    if prepare is not None and rows:
+        prepare(rows)
+    for row in rows:
         if row.attempts > queue.attempts_max:
             dead_letter(queue, row, f"попытки исчерпаны ({queue.attempts_max})", now)
         else:

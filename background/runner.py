@@ -22,7 +22,7 @@ from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import LedgerError
 from api.models import ActivityRun
-from background import lanes, pacing, prefetch, queue
+from background import lanes, leases, pacing, prefetch, queue
 from background.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ HANDLERS = {"loyalty_card_create": card_create, "loyalty_card_info": card_info,
             "loyalty_bonus_hold": bonus_holds.hold, "loyalty_bonus_capture": bonus_holds.capture,
             "loyalty_bonus_release": bonus_holds.release}
 ATTEMPTS_MAX = 8  # then the workflow is told Bitrix24 could not be read
-CLAIM_S = 300
+CLAIM_S = leases.LEASE_S  # renewed while the worker lives (background.leases)
 LOG_MESSAGE_MAX = 1000
 # Runs that talk to UniSender are worked in its own lane (background.lanes.UNISENDER), so a
 # slow provider never holds up the Bitrix24 lane's answers.
@@ -72,22 +72,25 @@ def run_due(settings: B24Settings, *, now: datetime | None = None, limit: int = 
         where &= ActivityRun.code.in_(UNISENDER_CODES)
     elif lane == lanes.B24:
         where &= ActivityRun.code.not_in(UNISENDER_CODES)
-    cache = _prefetched(settings, now, session, where, limit) if portal_id is not None else None
+    cache: dict = {}
+
+    def prepare(runs: list[ActivityRun]) -> None:
+        if portal_id is not None:  # a worker holding the portal's lane: its reads go together
+            _prefetch(runs, settings, now, session, cache)
+
     return queue.work_due(RUNS, now, lambda run: process(run, settings, now=now, session=session,
                                                          cache=cache),
-                          limit=limit, where=where)
+                          limit=limit, where=where, prepare=prepare)
 
 
-def _prefetched(settings: B24Settings, now: datetime, session, where, limit: int) -> dict:
-    """The reads of one portal's due runs, fetched together (background.prefetch)."""
-    due = list(ActivityRun.select().where((ActivityRun.status == "pending")
-                                          & (ActivityRun.next_attempt_at <= now) & where)
-               .order_by(ActivityRun.id).limit(limit))
-    cache: dict = {}
-    if len(due) > 1:
-        contexts = [RunContext(run.portal, run, settings, now, session) for run in due]
-        prefetch.prefetch(contexts, _read_of, client_for(due[0].portal, settings, session), cache)
-    return cache
+def _prefetch(runs: list[ActivityRun], settings: B24Settings, now: datetime, session,
+              cache: dict) -> None:
+    """The reads of the runs this worker claimed, fetched together (background.prefetch).
+    The claimed rows, not the first due ones: those may be another worker's."""
+    live = [run for run in runs if run.attempts <= RUNS.attempts_max]
+    if len(live) > 1:
+        contexts = [RunContext(run.portal, run, settings, now, session) for run in live]
+        prefetch.prefetch(contexts, _read_of, client_for(live[0].portal, settings, session), cache)
 
 
 def _read_of(ctx: RunContext):

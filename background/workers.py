@@ -22,18 +22,21 @@ from activities.portals import B24Settings
 from api.clock import utcnow
 from api.db import connection
 from api.models import ActivityRun, Outbox, Portal
-from background import lanes, ratelimit
+from background import lanes, leases, ratelimit
 from background.dispatch import deliver_due
 from background.runner import UNISENDER_CODES, run_due
 from notifications import delivery
 
 log = logging.getLogger(__name__)
 
-LANE_LEASE_S = 30  # a worker that dies loses its lanes within this
+LANE_LEASE_S = leases.LEASE_S  # renewed while the worker lives; a dead one loses them
 TURN_ROWS = 50  # runs (their reads one batch), then outbox rows, per portal per turn
 SHARED_TURN_ROWS = 10  # the same while other portals wait: a flood never holds up the quiet
 YIELD_S = 1.0  # a portal whose next request is further away waits for a later pass
 PORTALS_MAX = 1000  # per pass
+# A burst of calls (100 runs started at once) wakes an idle worker once, not once a call:
+# every idle worker's empty pass cost the one holding the lane its CPU.
+COALESCE_S = 0.05
 
 
 def due_portals(now: datetime) -> list[int]:
@@ -104,7 +107,8 @@ class LaneThread(threading.Thread):
             if done and self.after is not None:
                 self.after()
             if not done:
-                self.wake.wait(self.idle_s)
+                if self.wake.wait(self.idle_s):
+                    self.stopping.wait(COALESCE_S)
                 self.wake.clear()
 
     def _pass(self) -> int:

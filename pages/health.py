@@ -11,7 +11,7 @@ from activities.b24client import B24Error
 from activities.registration import register
 from api.clock import utcnow
 from api.models import ActivityRun, Notification, Outbox
-from background import lanes
+from background import lanes, leases
 from notifications import delivery
 from pages import checks, roles, web
 from pages.frame import viewer_required
@@ -97,7 +97,7 @@ def _claim(row_id: int, now: datetime) -> bool:
     """background.queue's claim for the one row a person asked for: keeps the worker off it."""
     free = Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)
     return Outbox.update(claimed_until=now + timedelta(seconds=dispatch.CLAIM_S),
-                         attempts=Outbox.attempts + 1).where(
+                         claimed_by=leases.me(), attempts=Outbox.attempts + 1).where(
         (Outbox.id == row_id) & (Outbox.status == "pending") & free).execute() == 1
 
 

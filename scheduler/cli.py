@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 
 from api import logs
 from api.clock import utcnow
-from api.db import connection
+from api.db import connection, is_postgres
 from api.models import Entry, Notification, Outbox, Portal
 from scheduler import daily, preview, sync
 
@@ -29,17 +29,51 @@ def scheduler_cli():
 @scheduler_cli.command("run", help="Run the scheduler in this process (production: its own "
                                    "process beside gunicorn; only one acts per database).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Bitrix24 lane worker threads (PostgreSQL; SQLite keeps one).")
-def run_command(workers: int):
-    worker = current_app.extensions["worker"]
-    worker.workers = workers
+              help="Bitrix24 lane workers (PostgreSQL; SQLite keeps one): threads of this "
+                   "process, or processes with --processes.")
+@click.option("--processes", is_flag=True,
+              help="PostgreSQL: run the workers as processes, one Bitrix24 lane thread each, "
+                   "beside one scheduler process, all under this one; SIGTERM stops them all.")
+def run_command(workers: int, processes: bool):
     click.echo("Scheduler starting: outbox every 3 s, daily jobs at "
                f"{current_app.config.get('DAILY_AT') or '09:00'} portal time, "
                f"contact sync at {current_app.config.get('SYNC_AT') or '02:30'}.")
+    if processes:
+        _needs_postgres("--processes")
+        from scheduler import processes as supervisor
+        from scheduler.worker import Worker
+
+        app = current_app._get_current_object()
+        click.echo(f"{workers} worker process(es) and one scheduler process.")
+        return supervisor.run(lambda: Worker(app), workers)
+    worker = current_app.extensions["worker"]
+    worker.workers = workers
     try:
         worker.start(blocking=True)
     except (KeyboardInterrupt, SystemExit):
         worker.stop()
+
+
+@scheduler_cli.command("work", help="Work the lanes only, no singleton jobs (PostgreSQL): "
+                                    "activity runs, the outbox, messages, webhooks. Start as "
+                                    "many as you like, on any machine, beside one "
+                                    "`scheduler run`.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Bitrix24 lane threads in this process.")
+def work_command(workers: int):
+    _needs_postgres("scheduler work")
+    from scheduler.processes import serve_lanes
+
+    worker = current_app.extensions["worker"]
+    worker.workers = workers
+    click.echo(f"Worker starting: {workers} Bitrix24 lane thread(s).")
+    serve_lanes(worker)
+
+
+def _needs_postgres(what: str) -> None:
+    if not is_postgres():
+        raise click.UsageError(f"{what} needs PostgreSQL: on SQLite one embedded worker does "
+                               "everything (`scheduler run`).")
 
 
 @scheduler_cli.command("run-once", help="Run one job now, for every portal or one: birthdays, "

@@ -22,7 +22,7 @@ from datetime import datetime, time
 from activities.portals import B24Settings
 from api.db import connection, is_postgres
 from api.webhooks import sender as webhook_sender
-from background import wakeup, workers
+from background import leases, wakeup, workers
 from background.dispatch import deliver_due
 from background.runner import run_due
 from notifications import delivery
@@ -49,7 +49,10 @@ class Worker:
         self.workers = 1
         self.threads: list[workers.LaneThread] = []
         self.listener = None
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def holder(self) -> str:
+        return leases.process()  # after a fork, the child's own pid
 
     @property
     def settings(self) -> B24Settings:
@@ -62,7 +65,7 @@ class Worker:
         messages, webhook deliveries and contact events worked. `portal`: only its rows
         (webhooks are then left for the scheduler)."""
         pid = None if portal is None else portal.id
-        with connection():
+        with connection(), leases.kept():
             runs = run_due(self.settings, now=now, session=session, portal_id=pid)
             sent = deliver_due(self.settings, now=now, session=session, portal_id=pid)
             messages = delivery.deliver_due(self.app.config, now=now, session=session,
@@ -76,7 +79,10 @@ class Worker:
         return runs, sent, messages, hooks, events
 
     def b24_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:
-        return workers.b24_pass(self.settings, self.holder, now=now, session=session,
+        # A holder per thread (host:pid/thread): under the process's one name, two lane
+        # threads both "held" a flooded portal's lane and slept on its bucket while a
+        # quiet portal waited.
+        return workers.b24_pass(self.settings, leases.me(), now=now, session=session,
                                 stopping=stopping)
 
     def unisender_pass(self, stopping=None, now: datetime | None = None, session=None) -> int:
@@ -126,11 +132,14 @@ class Worker:
         run.__name__ = job.__name__
         return run
 
-    def start(self, blocking: bool = False) -> None:
+    def start(self, blocking: bool = False, lanes: bool = True) -> None:
+        """The singleton jobs, and the lane workers unless `lanes` is False (a scheduler
+        process beside worker processes: `scheduler run --processes`)."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        self._start_lanes()
+        if lanes:
+            self.start_lanes()
         zone = self.app.config.get("TIMEZONE") or "Europe/Moscow"
         self.scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=zone)
         sync_at = clock_time(self.app.config.get("SYNC_AT"), "02:30")
@@ -150,7 +159,7 @@ class Worker:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         self.scheduler.start()
 
-    def _start_lanes(self) -> None:
+    def start_lanes(self) -> None:
         with connection():
             count = self.workers if is_postgres() else 1
             if is_postgres():
@@ -163,6 +172,7 @@ class Worker:
         # Subscribers' servers are slow or down at times: they get a lane of their own.
         hooks = workers.LaneThread("webhooks", self.webhook_pass, self.may_work, TICK_S)
         self.threads = [*b24, mail, hooks]
+        leases.start_keeper()
         for thread in self.threads + ([self.listener] if self.listener else []):
             thread.start()
         log.info("workers started: %s Bitrix24 lane thread(s), 1 UniSender and 1 webhook lane thread", count)
@@ -188,6 +198,10 @@ class Worker:
             self.listener.stop()
         for thread in self.threads:
             thread.join(STOP_WAIT_S)
+        if self.threads and not any(thread.is_alive() for thread in self.threads):
+            with connection():  # nothing is mid-send: another worker may take it all now
+                leases.release()
+        leases.stop_keeper()
         self.threads = []
         with self._lease_guard, connection():
             self.lease.release()

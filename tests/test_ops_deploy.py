@@ -27,20 +27,32 @@ def example_settings() -> set[str]:
     return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.M))
 
 
-def test_compose_runs_the_five_parts(compose):
+def test_compose_runs_the_six_parts(compose):
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "web", "scheduler", "proxy"}
+    assert set(services) == {"db", "migrate", "web", "scheduler", "worker", "proxy"}
     assert services["web"]["command"][:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"]
     assert services["scheduler"]["command"] == ["flask", "--app", "api", "scheduler", "run"]
     assert services["migrate"]["command"] == ["flask", "--app", "api", "db", "upgrade"]
     assert services["db"]["image"].startswith("postgres:")
     assert services["proxy"]["image"].startswith("caddy:")
     assert {"80:80", "443:443"} <= set(services["proxy"]["ports"])
-    assert all("ports" not in services[name] for name in ("db", "web", "scheduler"))
+    assert services["worker"]["command"][:5] == ["flask", "--app", "api", "scheduler", "work"]
+    assert services["worker"]["deploy"]["replicas"] == "${LOYALTY_WORKER_REPLICAS:-2}"
+    assert all("ports" not in services[name] for name in ("db", "web", "scheduler", "worker"))
+
+
+def test_every_container_shares_the_rate_limit_buckets(compose):
+    """A portal's 2 requests a second are one bucket for the web, the scheduler and the
+    workers: its files on one volume, at the directory the limiter reads."""
+    for name in ("web", "scheduler", "worker"):
+        service = compose["services"][name]
+        assert service["environment"]["LOYALTY_BUCKET_DIR"] == "/var/lib/loyalty/buckets", name
+        assert "buckets:/var/lib/loyalty/buckets" in service["volumes"], name
+    assert "mkdir -p /var/lib/loyalty/buckets" in (DEPLOY / "Dockerfile").read_text()
 
 
 def test_web_and_scheduler_get_every_required_setting_and_wait_for_the_schema(compose):
-    for name in ("web", "scheduler"):
+    for name in ("web", "scheduler", "worker"):
         service = compose["services"][name]
         assert set(REQUIRED) <= set(service["environment"]), name
         assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -73,9 +85,9 @@ def test_the_systemd_units_verify(tmp_path):
         text = unit.read_text().replace("/opt/loyalty", str(root)).replace(
             "/etc/loyalty/loyalty.env", str(DEPLOY / "loyalty.env.example"))
         text = re.sub(r"^(User|Group)=.*$", r"\1=root", text, flags=re.M)
-        (tmp_path / unit.name).write_text(text)
+        (tmp_path / unit.name.replace("@.", "@1.")).write_text(text)  # a template's instance
     units = sorted(str(p) for p in tmp_path.glob("*.service"))
-    assert len(units) == 2
+    assert len(units) == 3
     result = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
@@ -87,5 +99,7 @@ def test_the_units_run_the_same_commands_as_compose():
     assert "ExecStartPre=/opt/loyalty/.venv/bin/flask --app api db upgrade" in web
     assert "gunicorn -c deploy/gunicorn.conf.py api:create_app()" in web
     assert "ExecStart=/opt/loyalty/.venv/bin/flask --app api scheduler run" in scheduler
-    for text in (web, scheduler):
+    worker = (DEPLOY / "systemd" / "loyalty-worker@.service").read_text()
+    assert "ExecStart=/opt/loyalty/.venv/bin/flask --app api scheduler work" in worker
+    for text in (web, scheduler, worker):
         assert "EnvironmentFile=/etc/loyalty/loyalty.env" in text and "Restart=always" in text
