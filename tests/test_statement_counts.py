@@ -65,3 +65,45 @@ def test_a_saved_change_reaches_the_next_operation_despite_the_caches(warm):
     accrued = warm.op(NUMBER, "accruals", {"amount": "1000"})
     assert accrued.get_json()["amount"] == "100.00"  # 10 %, not the cached 3 %
     assert sms() == before  # the cached settings would still have sent it
+
+
+@pytest.fixture
+def pings(app, database_url, monkeypatch):
+    """How many times the pool pinged a PostgreSQL connection before handing it out."""
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's pool checks its connection locally")
+    counted = []
+    ping = PooledPostgresqlDatabase._is_closed
+
+    def counting(self, conn):
+        counted.append(conn)
+        return ping(self, conn)
+
+    monkeypatch.setattr(PooledPostgresqlDatabase, "_is_closed", counting)
+    return counted
+
+
+def test_a_connection_given_back_moments_ago_is_reused_without_a_ping(client, pings):
+    for _ in range(3):
+        assert client.get("/api/v1/healthz").status_code == 200
+    assert pings == []
+
+
+def test_an_idle_connection_is_pinged_and_a_dropped_one_replaced(client, pings, pg_url,
+                                                                   monkeypatch):
+    import psycopg2
+
+    from api import db as db_mod
+
+    assert client.get("/api/v1/healthz").status_code == 200
+    pid = db_mod.db.obj._connections[0][2].get_backend_pid()
+    monkeypatch.setattr(db_mod, "DB_POOL_PING_AFTER_S", 0.0)  # every connection is "idle"
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    assert client.get("/api/v1/healthz").status_code == 200  # the ping found it dead
+    assert len(pings) == 1
