@@ -82,9 +82,10 @@ def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
 
 
 def read_card(portal: Portal, number: str) -> Card | None:
-    """The card by number, unlocked, with its settings token: one statement, written out
-    (building this SELECT with the query builder cost more than running it)."""
-    row = sql.row("read_card", sql.pk(portal), number)
+    """The card by number, unlocked, with its settings token and what its holds reserve
+    now (`card.held_kop`): one statement, written out (building this SELECT with the
+    query builder cost more than running it)."""
+    row = sql.row("read_card", sql.timestamp(utcnow()), sql.pk(portal), number)
     return None if row is None else _card(row)
 
 

@@ -28,6 +28,10 @@ from peewee import PostgresqlDatabase, SqliteDatabase
 from api.db import db
 from api.models import Card
 
+# What the card's live holds reserve at the instant bound first (api.ledger.holds).
+HELD = """(SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
+           WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active' AND "h"."expires_at" > ?)"""
+
 STATEMENTS = {
     # -- the card, locked for the whole operation, with the portal's settings token
     #    (api.versions) read in the same statement
@@ -37,16 +41,13 @@ STATEMENTS = {
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
     # A debit's lock also sums what the card's live holds reserve (api.ledger.holds).
     "lock_card_held": """
-        SELECT {card_columns}, "v"."token",
-               (SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
-                WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active'
-                  AND "h"."expires_at" > ?)
-        FROM "card" AS "c"
+        SELECT {card_columns}, "v"."token", {held} FROM "card" AS "c"
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
-    # The same row unlocked: a card read is this one statement (and cached rules).
+    # The same row unlocked, with its holds: a card read is this one statement (and
+    # cached rules).
     "read_card": """
-        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
+        SELECT {card_columns}, "v"."token", {held} FROM "card" AS "c"
         LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
         WHERE "c"."portal_id" = ? AND "c"."number" = ?""",
     "credit_card": """
@@ -130,6 +131,7 @@ class Dialect:
         slots = ({"lock": ' FOR UPDATE OF "c"', "returning": ' RETURNING "id"'} if postgres
                  else {"lock": "", "returning": ""})
         slots["card_columns"] = _card_columns()
+        slots["held"] = HELD
         self.text = {}
         for name, template in STATEMENTS.items():
             text = " ".join(template.format(**slots).split())
