@@ -8,6 +8,7 @@ same cause twice records (and sends) one message.
 from __future__ import annotations
 
 from api.clock import utcnow
+from api.ledger import sql
 from api.models import Card, Notification, Portal
 from notifications import settings as settings_mod
 from notifications.templates import TemplateError, render_notice
@@ -36,10 +37,9 @@ def insert(portal: Portal, card: Card | None, key: str, channel: str, template: 
     row = Notification(portal=portal, card=card, key=key[:220], channel=channel,
                        template=template, recipient=str(recipient)[:254], subject=subject,
                        body=body, **fields)
-    made = list(Notification.insert(**{f: getattr(row, f) for f in row.__data__})
-                .on_conflict_ignore().returning(Notification.id).tuples().execute())
-    if made:  # RETURNING: a new row costs one statement, not an insert and a read
-        row.id = made[0][0]
+    made = sql.insert_row(row, unique=("portal", "key"))
+    if made is not None:  # RETURNING: a new row costs one statement, not an insert and a read
+        row.id = made
         return row
     return Notification.get((Notification.portal == portal) & (Notification.key == key[:220]))
 
