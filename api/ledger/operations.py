@@ -68,17 +68,21 @@ _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "re
                    "comment": None}
 
 
-def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
+def _lock(portal: Portal, number: str, held_at: datetime | None = None,
+          due_at: datetime | None = None) -> Card:
     """lock_card for the operations, in one statement with the portal's settings token
     (`card.settings_token`, for api.versions): the follow-up reuses this very Card.
-    With `held_at`, the same statement also sums the card's live holds (`card.held_kop`)."""
-    if held_at is None:
-        row = sql.row("lock_card", sql.pk(portal), number)
-    else:
+    With `held_at`, the same statement also sums the card's live holds (`card.held_kop`);
+    with `due_at`, it says whether a lot is due to expire then (`card.lots_due`)."""
+    if held_at is not None:
         row = sql.row("lock_card_held", sql.timestamp(held_at), sql.pk(portal), number)
+    elif due_at is not None:
+        row = sql.row("lock_card_due", sql.timestamp(due_at), sql.pk(portal), number)
+    else:
+        row = sql.row("lock_card", sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
-    return _card(row)
+    return _card(row, "held_kop" if held_at is not None else "lots_due" if due_at else None)
 
 
 def read_card(portal: Portal, number: str) -> Card | None:
@@ -86,16 +90,21 @@ def read_card(portal: Portal, number: str) -> Card | None:
     now (`card.held_kop`): one statement, written out (building this SELECT with the
     query builder cost more than running it)."""
     row = sql.row("read_card", sql.timestamp(utcnow()), sql.pk(portal), number)
-    return None if row is None else _card(row)
+    return None if row is None else _card(row, "held_kop")
 
 
-def _card(row: tuple) -> Card:
+# The column a lock or read adds after the token, and the Python value of its raw one
+# (a SUM is a Decimal on PostgreSQL; EXISTS is 0/1 on SQLite).
+_EXTRA = {"held_kop": int, "lots_due": bool}
+
+
+def _card(row: tuple, extra: str | None = None) -> Card:
     card = Card(__no_default__=True)
     card.__data__ = {name: convert(v) if convert and v is not None else v
                      for (name, convert), v in zip(_CARD_FIELDS, row)}
     card.settings_token = row[len(_CARD_FIELDS)]
-    if len(row) > len(_CARD_FIELDS) + 1:
-        card.held_kop = int(row[len(_CARD_FIELDS) + 1])
+    if extra is not None:
+        setattr(card, extra, _EXTRA[extra](row[len(_CARD_FIELDS) + 1]))
     return card
 
 
@@ -242,7 +251,7 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
     request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
                "comment": comment, **({"lines": [repr(line) for line in lines]} if lines else {})}
     with db.atomic():
-        card = _lock(portal, number)
+        card = _lock(portal, number, due_at=now)
         claim = idempotency.claim(portal, key, ACCRUAL, request, card)
         if isinstance(claim, Outcome):
             return claim
@@ -250,7 +259,8 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
         if reference and (prior_id := _open_accrual_id(card, reference)):
             raise AlreadyAccrued(reference, prior_id)
         rules = _rules(card)
-        expire_card(card, now, claim=claim)
+        if card.lots_due:  # read with the lock: no lot read when none is due
+            expire_card(card, now, claim=claim)
         tier = rules.tier_for(card.purchases_kop)
         bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
                            step_kop=rules.rounding_step_kop)

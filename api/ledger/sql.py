@@ -32,24 +32,26 @@ from api.models import Card
 HELD = """(SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
            WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active' AND "h"."expires_at" > ?)"""
 
+# Does the card hold a lot whose lifetime is over at the instant bound first?
+DUE = """EXISTS (SELECT 1 FROM "lot" AS "l" WHERE "l"."card_id" = "c"."id"
+          AND "l"."remaining_kop" > 0 AND "l"."expires_at" <= ?)"""
+# A card by portal and number with its portal's settings token, and what %s adds.
+CARD = """
+    SELECT {card_columns}, "v"."token"%s FROM "card" AS "c"
+    LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+    WHERE "c"."portal_id" = ? AND "c"."number" = ?"""
+
 STATEMENTS = {
     # -- the card, locked for the whole operation, with the portal's settings token
     #    (api.versions) read in the same statement
-    "lock_card": """
-        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    "lock_card": CARD % "" + "{lock}",
     # A debit's lock also sums what the card's live holds reserve (api.ledger.holds).
-    "lock_card_held": """
-        SELECT {card_columns}, "v"."token", {held} FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    "lock_card_held": CARD % ", {held}" + "{lock}",
+    # An accrual's says whether any lot is due to expire, so it reads lots only then.
+    "lock_card_due": CARD % ", {due}" + "{lock}",
     # The same row unlocked, with its holds: a card read is this one statement (and
     # cached rules).
-    "read_card": """
-        SELECT {card_columns}, "v"."token", {held} FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?""",
+    "read_card": CARD % ", {held}",
     "credit_card": """
         UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
         WHERE "id" = ?""",
@@ -131,7 +133,7 @@ class Dialect:
         slots = ({"lock": ' FOR UPDATE OF "c"', "returning": ' RETURNING "id"'} if postgres
                  else {"lock": "", "returning": ""})
         slots["card_columns"] = _card_columns()
-        slots["held"] = HELD
+        slots["held"], slots["due"] = HELD, DUE
         self.text = {}
         for name, template in STATEMENTS.items():
             text = " ".join(template.format(**slots).split())
