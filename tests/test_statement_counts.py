@@ -21,7 +21,8 @@ def warm(api):
 
 
 def statements(call) -> tuple[int, list[str]]:
-    """How many statements peewee ran for the call (BEGIN and COMMIT included), and which."""
+    """How many statements peewee ran for the call, and which (BEGIN and COMMIT are not
+    among them: peewee sends those on the bare cursor)."""
     with count_queries() as counter:
         response = call()
     assert response.status_code in (200, 201), response.get_json()
@@ -108,3 +109,17 @@ def test_an_idle_connection_is_pinged_and_a_dropped_one_replaced(client, pings, 
     admin.close()
     assert client.get("/api/v1/healthz").status_code == 200  # the ping found it dead
     assert len(pings) == 1
+
+
+def test_postgresql_runs_the_hot_statements_prepared(warm, database_url):
+    from api.db import db
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("sqlite3 keeps its own statement cache")
+    count, sql = statements(lambda: warm.op(NUMBER, "accruals", {"amount": "1000"}))
+    assert all(s.startswith("EXECUTE loyalty_") for s in sql), "\n".join(sql)
+    names = {n for (n,) in db.execute_sql("SELECT name FROM pg_prepared_statements")}
+    assert {"loyalty_lock_card_due", "loyalty_insert_entry"} <= names
+    short = warm.op(NUMBER, "debits", {"amount": "1000000"})  # rolled back: PREPARE stays
+    assert short.status_code == 422
+    assert warm.op(NUMBER, "debits", {"amount": "1"}).status_code == 201
