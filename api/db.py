@@ -29,6 +29,8 @@ from playhouse.db_url import parse as parse_url
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
+from api.roundtrips import Pipelined
+
 db = DatabaseProxy()
 
 # Writers wait for the lock instead of failing at once under contention.
@@ -47,8 +49,9 @@ class UnsupportedDatabase(click.ClickException):
     whose app factory meets it says so in one line."""
 
 
-class PostgresPool(PooledPostgresqlDatabase):
-    """The pool without the liveness round trip for a connection used moments ago."""
+class PostgresPool(Pipelined, PooledPostgresqlDatabase):
+    """The pool without the liveness round trip for a connection used moments ago, and
+    with BEGIN and unanswered writes sent along with other statements (api.roundtrips)."""
 
     def __init__(self, *args, **kwargs):
         self._returned_at: dict[int, float] = {}  # id(conn) → when it came back, in the pool

@@ -123,3 +123,39 @@ def test_postgresql_runs_the_hot_statements_prepared(warm, database_url):
     short = warm.op(NUMBER, "debits", {"amount": "1000000"})  # rolled back: PREPARE stays
     assert short.status_code == 422
     assert warm.op(NUMBER, "debits", {"amount": "1"}).status_code == 201
+
+
+def round_trips(call) -> list[bytes]:
+    """What went to PostgreSQL during the call, one item a message (a round trip)."""
+    import psycopg2.extensions
+
+    from api.db import db
+
+    sent = []
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query, params=None):
+            sent.append(self.mogrify(query, params) if params else query)
+            return super().execute(query, params)
+
+    conn = db.obj.connection()
+    conn.cursor_factory = Counting
+    try:
+        assert call().status_code in (200, 201)
+    finally:
+        conn.cursor_factory = None
+    return sent
+
+
+@pytest.mark.parametrize("kind, body, most", [("accruals", {"amount": "1000"}, 6),
+                                              ("debits", {"amount": "10"}, 7)])
+def test_postgresql_gets_begin_and_the_unanswered_writes_with_other_statements(
+        warm, database_url, kind, body, most):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs in process: no round trips")
+    sent = round_trips(lambda: warm.op(NUMBER, kind, body))
+    shown = "\n".join(str(s)[:120] for s in sent)
+    assert len(sent) <= most, shown
+    first, last = (s if isinstance(s, bytes) else s.encode() for s in (sent[0], sent[-1]))
+    assert first.startswith(b"BEGIN; EXECUTE loyalty_lock_card"), shown
+    assert b"insert_auditentry" in last and last.endswith(b"; COMMIT"), shown

@@ -32,7 +32,9 @@ SKIPPED_RULES = ("/b24/app",)  # opening the app in its frame: a redirect that c
 
 def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
            source: str | None = None, details: dict | None = None,
-           now: datetime | None = None) -> AuditEntry:
+           now: datetime | None = None, answer: bool = True) -> AuditEntry:
+    """Append a line; with answer=False its id is not read back (row.id stays None) and
+    in a transaction the INSERT goes out with the next statement (api.ledger.sql.later)."""
     from flask import g, has_request_context
 
     if has_request_context():
@@ -42,7 +44,7 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
         target=target[:100] if target else None, source=(source or "")[:100] or None,
         details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
         created_at=now or utcnow())
-    row.id = sql.insert_row(row)  # every movement writes one: no query builder
+    row.id = sql.insert_row(row, answer=answer)  # every movement writes one: no builder
     return row
 
 
@@ -110,16 +112,16 @@ def _after_request(response):
     return response
 
 
-def record_request(status: int, replayed: bool = False) -> AuditEntry:
+def record_request(status: int, replayed: bool = False) -> None:
     """The line of the write request being served, by the key or user behind it."""
     from flask import g, request
 
-    return record(g.portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
+    record(g.portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
                   target=_request_target(g.portal, request.view_args or {}),
                   source=request.remote_addr,
                   details={"status": status,
                            "idempotency_key": request.headers.get("Idempotency-Key"),
-                           "replayed": replayed})
+                           "replayed": replayed}, answer=False)
 
 
 def _changed(path: str, status: int, g) -> bool:

@@ -189,6 +189,18 @@ def _execute(name: str, params):
     return db.obj.execute_sql(found.text[name], params)
 
 
+def later(name: str, *params) -> None:
+    """A statement whose result nobody reads: on PostgreSQL it goes out with the
+    transaction's next statement or its COMMIT (api.roundtrips); on SQLite it runs now."""
+    found = dialect()
+    execute_later = getattr(db.obj, "execute_later", None)
+    if not found.postgres or execute_later is None:
+        _execute(name, params)
+        return
+    prepared(found, name)
+    execute_later(found.text[name], params)
+
+
 # PostgreSQL connection → the names prepared on it (a connection that closes drops out).
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -230,11 +242,12 @@ def insert(name: str, *params) -> int | None:
     return cursor.lastrowid
 
 
-def insert_row(row, unique: tuple[str, ...] = ()) -> int | None:
+def insert_row(row, unique: tuple[str, ...] = (), answer: bool = True) -> int | None:
     """INSERT a model row as it stands (the fields in its __data__: what was given and the
     defaults), returning its new id; the text is written once per table and column set.
     With `unique` (the fields of a unique index) an existing row is left as it is and
-    None comes back. For the follow-up's rows that every movement writes (notices, the
+    None comes back; with answer=False nothing comes back and the INSERT may go out
+    later (`later`). For the follow-up's rows that every movement writes (notices, the
     audit line), where peewee's INSERT builder cost more than the INSERT itself."""
     model, names, found = type(row), tuple(row.__data__), dialect()
     key = (model, names, unique)
@@ -244,7 +257,11 @@ def insert_row(row, unique: tuple[str, ...] = ()) -> int | None:
     if name not in found.text:
         found.add(name, _insert_text(model, names, unique))
     fields = model._meta.fields
-    made = _execute(name, [fields[n].db_value(row.__data__[n]) for n in names]).fetchone()
+    values = [fields[n].db_value(row.__data__[n]) for n in names]
+    if not answer:
+        later(name, *values)
+        return None
+    made = _execute(name, values).fetchone()
     return made[0] if made else None
 
 
