@@ -129,12 +129,13 @@ def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, 
         moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
         if moved != 1:
             raise InsufficientBalance(card.balance_kop)
-    elif purchases is not None:
-        sql.run("credit_purchase", amount_kop, purchases[0], purchases[1], sql.timestamp(now),
-                card.id)
+    elif purchases is not None:  # a credit changes the locked row whatever it holds: no
+        # answer to wait for (on PostgreSQL it goes out with the entry, sql.later)
+        sql.later("credit_purchase", amount_kop, purchases[0], purchases[1],
+                  sql.timestamp(now), card.id)
         card.purchases_kop, card.tier = purchases
     elif amount_kop > 0:
-        sql.run("credit_card", amount_kop, sql.timestamp(now), card.id)
+        sql.later("credit_card", amount_kop, sql.timestamp(now), card.id)
     card.balance_kop += amount_kop
     unknown = fields.keys() - _ENTRY_OPTIONAL.keys()
     if unknown:
