@@ -36,6 +36,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from peewee import fn  # noqa: E402
 
 from api.db import connect, db, release_all, use  # noqa: E402
+from api.ledger import sql as sql_mod  # noqa: E402
 from api.ledger.cards import create_card  # noqa: E402
 from api.ledger.errors import InsufficientBalance  # noqa: E402
 from api.ledger.operations import accrue, debit  # noqa: E402
@@ -152,6 +153,7 @@ class Statement:
     # One (role, value) per placeholder: role None keeps the captured value; a role
     # names what must be fresh per operation (see ROLES).
     params: list[tuple[str | None, object]]
+    prepare: str | None = None  # PostgreSQL: the PREPARE our code ran once per connection
 
 
 # Which placeholder values identify the operation rather than describe it. Everything
@@ -167,9 +169,18 @@ PLACEHOLDER = re.compile(r"\?|%s")
 IDENT = re.compile(r'"(\w+)"')
 
 
-def parse_statement(sql: str, values: list) -> Statement:
+def parse_statement(logged: str, values: list) -> Statement:
     """Name the column behind each placeholder: the INSERT column list, else the last
-    quoted identifier before it (`"t1"."card_id" = ?`); LIMIT/OFFSET keep their value."""
+    quoted identifier before it (`"t1"."card_id" = ?`); LIMIT/OFFSET keep their value.
+    A prepared statement (`EXECUTE loyalty_…`, PostgreSQL) is read from its PREPARE text
+    and replayed as it ran: prepared on the raw connection too (`prepare`)."""
+    prepare = None
+    if logged.startswith("EXECUTE loyalty_"):
+        name = logged.split()[1][len("loyalty_"):]
+        prepare = sql_mod.dialect().prepare[name]
+        sql = re.sub(r"\$\d+", "%s", prepare.split(" AS ", 1)[1])
+    else:
+        sql = logged
     kind = sql.split(None, 1)[0].lower()
     table = re.search(r'(?:FROM|UPDATE|INTO) "(\w+)"', sql).group(1)
     if kind == "insert":
@@ -186,7 +197,7 @@ def parse_statement(sql: str, values: list) -> Statement:
             columns.append(None if is_paging else IDENT.findall(before)[-1])
     assert len(columns) == len(values), (sql, values)
     roles = [ROLES.get((table, c)) or ROLES.get(("*", c)) for c in columns]
-    return Statement(sql, kind, table, list(zip(roles, values)))
+    return Statement(logged, kind, table, list(zip(roles, values)), prepare)
 
 
 class QueryLog(logging.Handler):
@@ -259,6 +270,8 @@ def run_raw(backend, templates: dict[str, list[Statement]], cards: list[tuple[in
     conn = backend.raw_connect()
     cursor = conn.cursor()
     sequence = (templates["accrual"], templates["debit"])
+    for prepare in {st.prepare for op in sequence for st in op if st.prepare}:
+        cursor.execute(prepare)  # as our pool's connections do, once each
 
     def step(i: int) -> None:
         card_id, number = cards[picks[i]]

@@ -39,11 +39,12 @@ def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
     calls = {}
     sms, email = CLIENT_NOTICES.get(kind, (None, None))
     if sms and on.get(sms) and result.get("amount_kop"):
-        notices.record(portal, card, sms, card.number, context, notice_key(key, sms), settings)
+        notices.record(portal, card, sms, card.number, context, notice_key(key, sms), settings,
+                       answer=False)
     if email and on.get(email) and result.get("amount_kop"):
         if card.email:
             notices.record(portal, card, email, card.email, context, notice_key(key, email),
-                           settings)
+                           settings, answer=False)
         elif kind == "accrual" and on.get("missing_email_manager"):
             calls.update(_chat(portal, card, "missing_email_manager", context, key, settings))
     if kind == "accrual" and on.get("accrual_manager") and result.get("amount_kop"):
@@ -53,7 +54,7 @@ def follow_up(portal: Portal, card: Card, kind: str, result: dict, key) -> dict:
             recipient = card.number if name.endswith("sms") else card.email
             if on.get(name) and recipient:
                 notices.record(portal, card, name, recipient, context, notice_key(key, name),
-                               settings)
+                               settings, answer=False)
     update = fields_update(card)
     if update:
         calls["contact_fields"] = update

@@ -8,6 +8,7 @@ same cause twice records (and sends) one message.
 from __future__ import annotations
 
 from api.clock import utcnow
+from api.ledger import sql
 from api.models import Card, Notification, Portal
 from notifications import settings as settings_mod
 from notifications.templates import TemplateError, render_notice
@@ -16,8 +17,10 @@ TAG_PREFIX = "loyalty"
 
 
 def record(portal: Portal, card: Card | None, name: str, recipient: str, context: dict,
-           key: str, settings: dict | None = None, now=None) -> Notification | None:
-    """Render and record one message; a template error is recorded as the failure it is."""
+           key: str, settings: dict | None = None, now=None, *,
+           answer: bool = True) -> Notification | None:
+    """Render and record one message; a template error is recorded as the failure it is.
+    With answer=False the row is not read back (its id stays None; see `insert`)."""
     settings = settings or settings_mod.load(portal)
     template = settings_mod.template(settings, name)
     try:
@@ -25,21 +28,26 @@ def record(portal: Portal, card: Card | None, name: str, recipient: str, context
     except TemplateError as exc:
         return insert(portal, card, key, template.channel, name, recipient, None, "",
                       status="failed", error=f"Ошибка шаблона {name}: {exc.message}",
-                      created_at=now or utcnow())
+                      created_at=now or utcnow(), answer=answer)
     return insert(portal, card, key, template.channel, name, recipient, rendered.subject,
-                  rendered.body, created_at=now or utcnow())
+                  rendered.body, created_at=now or utcnow(), answer=answer)
 
 
 def insert(portal: Portal, card: Card | None, key: str, channel: str, template: str,
-           recipient: str, subject: str | None, body: str, **fields) -> Notification:
-    """Record a rendered message once per key; the row for the key is returned either way."""
+           recipient: str, subject: str | None, body: str, *, answer: bool = True,
+           **fields) -> Notification:
+    """Record a rendered message once per key; the row for the key is returned either way.
+    With answer=False (a caller that needs neither id nor the earlier row) the INSERT is
+    not waited for: in a transaction it goes out with the next statement."""
     row = Notification(portal=portal, card=card, key=key[:220], channel=channel,
                        template=template, recipient=str(recipient)[:254], subject=subject,
                        body=body, **fields)
-    made = list(Notification.insert(**{f: getattr(row, f) for f in row.__data__})
-                .on_conflict_ignore().returning(Notification.id).tuples().execute())
-    if made:  # RETURNING: a new row costs one statement, not an insert and a read
-        row.id = made[0][0]
+    if not answer:
+        sql.insert_row(row, unique=("portal", "key"), answer=False)
+        return row
+    made = sql.insert_row(row, unique=("portal", "key"))
+    if made is not None:  # RETURNING: a new row costs one statement, not an insert and a read
+        row.id = made
         return row
     return Notification.get((Notification.portal == portal) & (Notification.key == key[:220]))
 

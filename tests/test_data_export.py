@@ -117,6 +117,30 @@ def test_api_writes_are_in_the_audit_trail_without_phones(api):
     assert parse(text)[1][3] == "data.export"
 
 
+def test_a_movement_and_its_audit_line_commit_together(api, monkeypatch):
+    from api.data import audit
+    from api.models import Entry
+
+    number = api.new_card()["number"]
+    entries = Entry.select().count()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the trail's table is full")
+
+    monkeypatch.setattr(audit, "record", broken)
+    assert api.op(number, "accruals", {"amount": "1000"}, idem="a-lost").status_code == 500
+    assert Entry.select().count() == entries  # no movement without its line
+    monkeypatch.undo()
+    assert api.op(number, "accruals", {"amount": "1000"}, idem="a-lost").status_code == 201
+    replay = api.op(number, "accruals", {"amount": "1000"}, idem="a-lost")
+    assert replay.headers["Idempotency-Hit"] == "true"
+    lines = [(i["action"], i["details"]["replayed"])
+             for i in api.get("/api/v1/audit?action=POST%20/api/v1/cards/%3Cnumber%3E/accr")
+             .json["items"]]
+    assert lines == [("POST /api/v1/cards/<number>/accruals", True),
+                     ("POST /api/v1/cards/<number>/accruals", False)]
+
+
 def test_audit_query_is_validated(api):
     response = api.get("/api/v1/audit?per_page=100000")
     assert response.status_code == 422 and "per_page" in response.json["error"]["fields"]

@@ -1,5 +1,6 @@
-"""Statements per request on the hot paths (issue 17), on both databases: an accrual and
-a debit over HTTP in at most 10 statements each, a card read in 2. The API key, the
+"""Statements per request on the hot paths (issue 17), on both databases: an accrual over
+HTTP in at most 8 (BEGIN and COMMIT aside), a debit in 9, a card read in 1 (its holds
+summed in the same SELECT). The API key, the
 program rules and the notification settings come from the per-process caches once warm.
 """
 from __future__ import annotations
@@ -20,28 +21,32 @@ def warm(api):
 
 
 def statements(call) -> tuple[int, list[str]]:
-    """How many statements peewee ran for the call (BEGIN and COMMIT included), and which."""
+    """How many statements peewee ran for the call, and which (BEGIN and COMMIT are not
+    among them: peewee sends those on the bare cursor)."""
     with count_queries() as counter:
         response = call()
     assert response.status_code in (200, 201), response.get_json()
     return counter.count, [q.msg[0].split(" (")[0][:60] for q in counter.get_queries()]
 
 
-def test_an_accrual_is_at_most_ten_statements(warm):
+def test_an_accrual_is_at_most_eight_statements(warm):
     count, sql = statements(lambda: warm.op(NUMBER, "accruals", {"amount": "1000"}))
-    assert count <= 10, "\n".join(sql)
+    assert count <= 8, "\n".join(sql)
     print(f"\n{count} statements:", *sql, sep="\n  ")
 
 
-def test_a_debit_is_at_most_ten_statements(warm):
+def test_a_debit_is_at_most_nine_statements_ten_on_postgresql(warm, database_url):
+    # PostgreSQL sums the card's holds in a statement after the lock: inside the locking
+    # SELECT the sum would read the snapshot from before the lock (tests/test_holds.py).
+    most = 10 if database_url.startswith("postgresql") else 9
     count, sql = statements(lambda: warm.op(NUMBER, "debits", {"amount": "10"}))
-    assert count <= 10, "\n".join(sql)
+    assert count <= most, "\n".join(sql)
     print(f"\n{count} statements:", *sql, sep="\n  ")
 
 
-def test_a_card_read_is_two_statements(warm):
+def test_a_card_read_is_one_statement(warm):
     count, sql = statements(lambda: warm.get(f"/api/v1/cards/{NUMBER}"))
-    assert count <= 2, "\n".join(sql)
+    assert count == 1, "\n".join(sql)
     print(f"\n{count} statements:", *sql, sep="\n  ")
 
 
@@ -65,3 +70,98 @@ def test_a_saved_change_reaches_the_next_operation_despite_the_caches(warm):
     accrued = warm.op(NUMBER, "accruals", {"amount": "1000"})
     assert accrued.get_json()["amount"] == "100.00"  # 10 %, not the cached 3 %
     assert sms() == before  # the cached settings would still have sent it
+
+
+@pytest.fixture
+def pings(app, database_url, monkeypatch):
+    """How many times the pool pinged a PostgreSQL connection before handing it out."""
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's pool checks its connection locally")
+    counted = []
+    ping = PooledPostgresqlDatabase._is_closed
+
+    def counting(self, conn):
+        counted.append(conn)
+        return ping(self, conn)
+
+    monkeypatch.setattr(PooledPostgresqlDatabase, "_is_closed", counting)
+    return counted
+
+
+def test_a_connection_given_back_moments_ago_is_reused_without_a_ping(client, pings):
+    for _ in range(3):
+        assert client.get("/api/v1/healthz").status_code == 200
+    assert pings == []
+
+
+def test_an_idle_connection_is_pinged_and_a_dropped_one_replaced(client, pings, pg_url,
+                                                                   monkeypatch):
+    import psycopg2
+
+    from api import db as db_mod
+
+    assert client.get("/api/v1/healthz").status_code == 200
+    pid = db_mod.db.obj._connections[0][2].get_backend_pid()
+    monkeypatch.setattr(db_mod, "DB_POOL_PING_AFTER_S", 0.0)  # every connection is "idle"
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    assert client.get("/api/v1/healthz").status_code == 200  # the ping found it dead
+    assert len(pings) == 1
+
+
+def test_postgresql_runs_the_hot_statements_prepared(warm, database_url):
+    from api.db import db
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("sqlite3 keeps its own statement cache")
+    count, sql = statements(lambda: warm.op(NUMBER, "accruals", {"amount": "1000"}))
+    assert all(s.startswith("EXECUTE loyalty_") for s in sql), "\n".join(sql)
+    names = {n for (n,) in db.execute_sql("SELECT name FROM pg_prepared_statements")}
+    assert {"loyalty_lock_card_due", "loyalty_insert_entry"} <= names
+    short = warm.op(NUMBER, "debits", {"amount": "1000000"})  # rolled back: PREPARE stays
+    assert short.status_code == 422
+    assert warm.op(NUMBER, "debits", {"amount": "1"}).status_code == 201
+
+
+# An accrual: BEGIN with the lock; the claim; the card's credit with its entry; the lot,
+# the stored answer, the notice and the audit line with COMMIT. A debit also waits for
+# its lot and for the conditional UPDATE of its balance.
+def round_trips(call) -> list[bytes]:
+    """What went to PostgreSQL during the call, one item a message (a round trip)."""
+    import psycopg2.extensions
+
+    from api.db import db
+
+    sent = []
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query, params=None):
+            sent.append(self.mogrify(query, params) if params else query)
+            return super().execute(query, params)
+
+    conn = db.obj.connection()
+    conn.cursor_factory = Counting
+    try:
+        assert call().status_code in (200, 201)
+    finally:
+        conn.cursor_factory = None
+    return sent
+
+
+@pytest.mark.parametrize("kind, body, most", [("accruals", {"amount": "1000"}, 4),
+                                              ("debits", {"amount": "10"}, 7)])
+def test_postgresql_gets_begin_and_the_unanswered_writes_with_other_statements(
+        warm, database_url, kind, body, most):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs in process: no round trips")
+    sent = round_trips(lambda: warm.op(NUMBER, kind, body))
+    shown = "\n".join(str(s)[:120] for s in sent)
+    assert len(sent) <= most, shown
+    first, last = (s if isinstance(s, bytes) else s.encode() for s in (sent[0], sent[-1]))
+    assert first.startswith(b"BEGIN; EXECUTE loyalty_lock_card"), shown
+    assert b"insert_auditentry" in last and last.endswith(b"; COMMIT"), shown

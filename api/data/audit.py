@@ -5,6 +5,11 @@ merge) and by CLI commands. `init_app` adds an after_request hook that records e
 successful write request of the REST API and of the app's pages (money, rules,
 settings, access, cards), so no view has to remember to. Nothing here stores a phone
 or a name: a card is named by its id (`card:17`), the path by its URL rule.
+
+A money movement of the REST API writes its line itself, inside the movement's own
+transaction (`record_request`, from api.views.operations): the line exists exactly
+when the movement does. The hook's lines come after the change has committed, so a
+failed line there is logged and the change stands.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import logging
 from datetime import datetime
 
 from api.clock import utcnow
+from api.ledger import sql
 from api.models import AuditEntry, Card, Portal
 
 log = logging.getLogger(__name__)
@@ -26,16 +32,20 @@ SKIPPED_RULES = ("/b24/app",)  # opening the app in its frame: a redirect that c
 
 def record(portal: Portal | int | None, actor: str, action: str, *, target: str | None = None,
            source: str | None = None, details: dict | None = None,
-           now: datetime | None = None) -> AuditEntry:
+           now: datetime | None = None, answer: bool = True) -> AuditEntry:
+    """Append a line; with answer=False its id is not read back (row.id stays None) and
+    in a transaction the INSERT goes out with the next statement (api.ledger.sql.later)."""
     from flask import g, has_request_context
 
     if has_request_context():
         g.audit_recorded = True  # the request hook then does not record it a second time
-    return AuditEntry.create(
+    row = AuditEntry(
         portal=portal, actor=with_key_label(actor or "unknown")[:200], action=action[:100],
         target=target[:100] if target else None, source=(source or "")[:100] or None,
         details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
         created_at=now or utcnow())
+    row.id = sql.insert_row(row, answer=answer)  # every movement writes one: no builder
+    return row
 
 
 def cli_actor() -> str:
@@ -92,19 +102,26 @@ def _after_request(response):
             or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
             or request.url_rule.rule in SKIPPED_RULES:
         return response
-    portal = getattr(g, "portal", None)
-    if portal is None or getattr(g, "audit_recorded", False):
+    if getattr(g, "portal", None) is None or getattr(g, "audit_recorded", False):
         return response
     try:
-        record(portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
-               target=_request_target(portal, request.view_args or {}),
-               source=request.remote_addr,
-               details={"status": response.status_code,
-                        "idempotency_key": request.headers.get("Idempotency-Key"),
-                        "replayed": response.headers.get("Idempotency-Hit") == "true"})
+        record_request(response.status_code,
+                       replayed=response.headers.get("Idempotency-Hit") == "true")
     except Exception:  # the action is done; a failed trail line must not turn it into a 500
         log.exception("audit record failed for %s %s", request.method, request.url_rule.rule)
     return response
+
+
+def record_request(status: int, replayed: bool = False) -> None:
+    """The line of the write request being served, by the key or user behind it."""
+    from flask import g, request
+
+    record(g.portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
+                  target=_request_target(g.portal, request.view_args or {}),
+                  source=request.remote_addr,
+                  details={"status": status,
+                           "idempotency_key": request.headers.get("Idempotency-Key"),
+                           "replayed": replayed}, answer=False)
 
 
 def _changed(path: str, status: int, g) -> bool:

@@ -109,7 +109,7 @@ def finish(claim_: Claim, result: dict, card: Card | None = None, follow=None) -
     """Store the answer a repeat will replay; then `follow(outcome)`, still inside the
     operation's transaction (the caller's follow-up: notices, the Bitrix24 batch), so it
     exists exactly when the movement does, without a savepoint around the operation."""
-    sql.run("finish_operation", json.dumps(result, ensure_ascii=False), claim_.id)
+    sql.later("finish_operation", json.dumps(result, ensure_ascii=False), claim_.id)
     outcome = Outcome(result, replayed=False, card=card)
     if follow is not None:
         follow(outcome)

@@ -22,13 +22,12 @@ def _lot(**data) -> Lot:
 
 
 def open_lot(card: Card, entry: Entry, amount_kop: int, created: datetime,
-             lifetime_days: int, expires_at: datetime | None = None) -> Lot:
+             lifetime_days: int, expires_at: datetime | None = None) -> None:
+    """A new lot for a credit's entry. Nothing waits for its id, so on PostgreSQL the
+    INSERT goes out with the operation's next statement (sql.later)."""
     # An imported or transferred lot keeps the expiry it already had (expires_at).
     expires_at = expires_at or created + timedelta(days=lifetime_days)
-    lot_id = sql.insert("insert_lot", card.id, entry.id, amount_kop, amount_kop,
-                        sql.timestamp(expires_at))
-    return _lot(id=lot_id, card=card.id, entry=entry.id, amount_kop=amount_kop,
-                remaining_kop=amount_kop, expires_at=expires_at)
+    sql.later("insert_lot", card.id, entry.id, amount_kop, amount_kop, sql.timestamp(expires_at))
 
 
 def _read(name: str, card_id: int, *params) -> list[Lot]:
@@ -81,7 +80,7 @@ def take_oldest(card: Card, amount_kop: int, now: datetime) -> int | None:
 
 def taken(entry: Entry, lot_id: int, amount_kop: int) -> None:
     """Record what take_oldest took, once the entry exists."""
-    sql.insert("insert_allocation", entry.id, lot_id, -amount_kop)
+    sql.later("insert_allocation", entry.id, lot_id, -amount_kop)
 
 
 def give_back(entry: Entry, original: Entry) -> int:
@@ -96,5 +95,5 @@ def give_back(entry: Entry, original: Entry) -> int:
 def _move(entry: Entry, lot_id: int, delta_kop: int) -> None:
     """Move a lot's remainder and record the allocation (the expiry rollup is folded
     from allocations later, api.ledger.rollups)."""
-    sql.run("take_from_lot", -delta_kop, lot_id)
-    sql.insert("insert_allocation", entry.id, lot_id, delta_kop)
+    sql.later("take_from_lot", -delta_kop, lot_id)  # no answer needed: sent with the next
+    sql.later("insert_allocation", entry.id, lot_id, delta_kop)

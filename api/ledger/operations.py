@@ -68,37 +68,49 @@ _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "re
                    "comment": None}
 
 
-def _lock(portal: Portal, number: str, held_at: datetime | None = None) -> Card:
+def _lock(portal: Portal, number: str, held_at: datetime | None = None,
+          due_at: datetime | None = None) -> Card:
     """lock_card for the operations, in one statement with the portal's settings token
     (`card.settings_token`, for api.versions): the follow-up reuses this very Card.
     With `held_at`, the card's live holds are summed too (`card.held_kop`): in the same
-    statement on SQLite, in the next one on PostgreSQL (sql "lock_card_held" says why)."""
-    if held_at is None or sql.dialect().postgres:
-        row = sql.row("lock_card", sql.pk(portal), number)
-    else:
+    statement on SQLite, in the next one on PostgreSQL (sql "lock_card_held" says why);
+    with `due_at`, the statement says whether a lot is due to expire then (`card.lots_due`)."""
+    holds_after = held_at is not None and sql.dialect().postgres
+    if held_at is not None and not holds_after:
         row = sql.row("lock_card_held", sql.timestamp(held_at), sql.pk(portal), number)
+    elif due_at is not None:
+        row = sql.row("lock_card_due", sql.timestamp(due_at), sql.pk(portal), number)
+    else:
+        row = sql.row("lock_card", sql.pk(portal), number)
     if row is None:
         raise CardNotFound(number)
-    card = _card(row)
-    if held_at is not None and sql.dialect().postgres:  # see sql "lock_card_held"
+    extra = "lots_due" if due_at is not None else None
+    card = _card(row, "held_kop" if held_at is not None and not holds_after else extra)
+    if holds_after:
         card.held_kop = int(sql.row("card_held", card.id, sql.timestamp(held_at))[0])
     return card
 
 
 def read_card(portal: Portal, number: str) -> Card | None:
-    """The card by number, unlocked, with its settings token: one statement, written out
-    (building this SELECT with the query builder cost more than running it)."""
-    row = sql.row("read_card", sql.pk(portal), number)
-    return None if row is None else _card(row)
+    """The card by number, unlocked, with its settings token and what its holds reserve
+    now (`card.held_kop`): one statement, written out (building this SELECT with the
+    query builder cost more than running it)."""
+    row = sql.row("read_card", sql.timestamp(utcnow()), sql.pk(portal), number)
+    return None if row is None else _card(row, "held_kop")
 
 
-def _card(row: tuple) -> Card:
+# The column a lock or read adds after the token, and the Python value of its raw one
+# (a SUM is a Decimal on PostgreSQL; EXISTS is 0/1 on SQLite).
+_EXTRA = {"held_kop": int, "lots_due": bool}
+
+
+def _card(row: tuple, extra: str | None = None) -> Card:
     card = Card(__no_default__=True)
     card.__data__ = {name: convert(v) if convert and v is not None else v
                      for (name, convert), v in zip(_CARD_FIELDS, row)}
     card.settings_token = row[len(_CARD_FIELDS)]
-    if len(row) > len(_CARD_FIELDS) + 1:
-        card.held_kop = int(row[len(_CARD_FIELDS) + 1])
+    if extra is not None:
+        setattr(card, extra, _EXTRA[extra](row[len(_CARD_FIELDS) + 1]))
     return card
 
 
@@ -123,12 +135,13 @@ def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, 
         moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
         if moved != 1:
             raise InsufficientBalance(card.balance_kop)
-    elif purchases is not None:
-        sql.run("credit_purchase", amount_kop, purchases[0], purchases[1], sql.timestamp(now),
-                card.id)
+    elif purchases is not None:  # a credit changes the locked row whatever it holds: no
+        # answer to wait for (on PostgreSQL it goes out with the entry, sql.later)
+        sql.later("credit_purchase", amount_kop, purchases[0], purchases[1],
+                  sql.timestamp(now), card.id)
         card.purchases_kop, card.tier = purchases
     elif amount_kop > 0:
-        sql.run("credit_card", amount_kop, sql.timestamp(now), card.id)
+        sql.later("credit_card", amount_kop, sql.timestamp(now), card.id)
     card.balance_kop += amount_kop
     unknown = fields.keys() - _ENTRY_OPTIONAL.keys()
     if unknown:
@@ -245,7 +258,7 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
     request = {"card": number, "purchase_kop": purchase_kop, "reference": reference,
                "comment": comment, **({"lines": [repr(line) for line in lines]} if lines else {})}
     with db.atomic():
-        card = _lock(portal, number)
+        card = _lock(portal, number, due_at=now)
         claim = idempotency.claim(portal, key, ACCRUAL, request, card)
         if isinstance(claim, Outcome):
             return claim
@@ -253,7 +266,8 @@ def accrue(portal: Portal, number: str, purchase_kop: int, *, key, actor: str,
         if reference and (prior_id := _open_accrual_id(card, reference)):
             raise AlreadyAccrued(reference, prior_id)
         rules = _rules(card)
-        expire_card(card, now, claim=claim)
+        if card.lots_due:  # read with the lock: no lot read when none is due
+            expire_card(card, now, claim=claim)
         tier = rules.tier_for(card.purchases_kop)
         bonus = percent_of(purchase_kop, tier.percent, mode=rules.rounding_mode,
                            step_kop=rules.rounding_step_kop)

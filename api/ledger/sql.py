@@ -20,42 +20,47 @@ a Decimal as its str(); psycopg2 takes both as they are.
 """
 from __future__ import annotations
 
+import re
+import weakref
 from datetime import date, datetime
 from decimal import Decimal
 
-from peewee import PostgresqlDatabase, SqliteDatabase
+from peewee import PostgresqlDatabase, SqliteDatabase, __exception_wrapper__
 
 from api.db import db
 from api.models import Card
 
+# What the card's live holds reserve at the instant bound first (api.ledger.holds).
+HELD = """(SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
+           WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active' AND "h"."expires_at" > ?)"""
+
+# Does the card hold a lot whose lifetime is over at the instant bound first?
+DUE = """EXISTS (SELECT 1 FROM "lot" AS "l" WHERE "l"."card_id" = "c"."id"
+          AND "l"."remaining_kop" > 0 AND "l"."expires_at" <= ?)"""
+# A card by portal and number with its portal's settings token, and what %s adds.
+CARD = """
+    SELECT {card_columns}, "v"."token"%s FROM "card" AS "c"
+    LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
+    WHERE "c"."portal_id" = ? AND "c"."number" = ?"""
+
 STATEMENTS = {
     # -- the card, locked for the whole operation, with the portal's settings token
     #    (api.versions) read in the same statement
-    "lock_card": """
-        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    "lock_card": CARD % "" + "{lock}",
     # A debit's lock also sums what the card's live holds reserve (api.ledger.holds).
     # SQLite only: there the write lock is taken at BEGIN, before this statement reads.
     # On PostgreSQL the subquery would read the snapshot taken before the row lock was
     # granted, missing a hold committed while the debit waited (held > balance, seen in
     # tests/test_holds.py): there the sum is "card_held", a statement after the lock.
-    "lock_card_held": """
-        SELECT {card_columns}, "v"."token",
-               (SELECT COALESCE(SUM("h"."amount_kop"), 0) FROM "hold" AS "h"
-                WHERE "h"."card_id" = "c"."id" AND "h"."status" = 'active'
-                  AND "h"."expires_at" > ?)
-        FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?{lock}""",
+    "lock_card_held": CARD % ", {held}" + "{lock}",
     "card_held": """
         SELECT COALESCE(SUM("amount_kop"), 0) FROM "hold"
         WHERE "card_id" = ? AND "status" = 'active' AND "expires_at" > ?""",
-    # The same row unlocked: a card read is this one statement (and cached rules).
-    "read_card": """
-        SELECT {card_columns}, "v"."token" FROM "card" AS "c"
-        LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
-        WHERE "c"."portal_id" = ? AND "c"."number" = ?""",
+    # An accrual's says whether any lot is due to expire, so it reads lots only then.
+    "lock_card_due": CARD % ", {due}" + "{lock}",
+    # The same row unlocked, with its holds: a card read is this one statement (and
+    # cached rules).
+    "read_card": CARD % ", {held}",
     "credit_card": """
         UPDATE "card" SET "balance_kop" = "balance_kop" + ?, "updated_at" = ?
         WHERE "id" = ?""",
@@ -137,10 +142,22 @@ class Dialect:
         slots = ({"lock": ' FOR UPDATE OF "c"', "returning": ' RETURNING "id"'} if postgres
                  else {"lock": "", "returning": ""})
         slots["card_columns"] = _card_columns()
-        self.text = {}
+        slots["held"], slots["due"] = HELD, DUE
+        self.text, self.prepare = {}, {}
         for name, template in STATEMENTS.items():
-            text = " ".join(template.format(**slots).split())
-            self.text[name] = text.replace("?", "%s") if postgres else text
+            self.add(name, " ".join(template.format(**slots).split()))
+
+    def add(self, name: str, text: str) -> None:
+        """A statement by name; on PostgreSQL a prepared one (see `prepared`)."""
+        if not self.postgres:
+            self.text[name] = text
+            return
+        marks = text.count("?")
+        numbered = iter(range(1, marks + 1))
+        self.prepare[name] = (f"PREPARE loyalty_{name} AS "
+                              + re.sub(r"\?", lambda _: f"${next(numbered)}", text))
+        self.text[name] = (f"EXECUTE loyalty_{name}"
+                           + (f" ({', '.join(['%s'] * marks)})" if marks else ""))
 
     def timestamp(self, value: datetime | None):
         if value is None or self.postgres:
@@ -172,8 +189,42 @@ def dialect() -> Dialect:
     return found
 
 
-def _execute(name: str, params: tuple):
-    return db.obj.execute_sql(dialect().text[name], params)
+def _execute(name: str, params):
+    found = dialect()
+    if found.postgres:
+        prepared(found, name)
+    return db.obj.execute_sql(found.text[name], params)
+
+
+def later(name: str, *params) -> None:
+    """A statement whose result nobody reads: on PostgreSQL it goes out with the
+    transaction's next statement or its COMMIT (api.roundtrips); on SQLite it runs now."""
+    found = dialect()
+    execute_later = getattr(db.obj, "execute_later", None)
+    if not found.postgres or execute_later is None:
+        _execute(name, params)
+        return
+    prepared(found, name)
+    execute_later(found.text[name], params)
+
+
+# PostgreSQL connection → the names prepared on it (a connection that closes drops out).
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prepared(found: Dialect, name: str) -> None:
+    """Prepare the statement on this connection the first time it runs there: parsing
+    and planning each small statement again cost PostgreSQL about a third of its time.
+    PREPARE outlives the transaction it runs in (a rollback keeps it) and is re-planned
+    by the server when a table it names changes."""
+    conn = db.obj.connection()
+    names = _PREPARED.get(conn)
+    if names is None:
+        names = _PREPARED[conn] = set()
+    if name not in names:
+        with __exception_wrapper__, conn.cursor() as cursor:
+            cursor.execute(found.prepare[name])
+        names.add(name)
 
 
 def rows(name: str, *params) -> list[tuple]:
@@ -192,10 +243,45 @@ def run(name: str, *params) -> int:
 def insert(name: str, *params) -> int | None:
     """An INSERT; returns the new row's id (on PostgreSQL only if it has {returning})."""
     found = dialect()
-    cursor = db.obj.execute_sql(found.text[name], params)
+    cursor = _execute(name, params)
     if found.postgres:
         return cursor.fetchone()[0] if cursor.description else None
     return cursor.lastrowid
+
+
+def insert_row(row, unique: tuple[str, ...] = (), answer: bool = True) -> int | None:
+    """INSERT a model row as it stands (the fields in its __data__: what was given and the
+    defaults), returning its new id; the text is written once per table and column set.
+    With `unique` (the fields of a unique index) an existing row is left as it is and
+    None comes back; with answer=False nothing comes back and the INSERT may go out
+    later (`later`). For the follow-up's rows that every movement writes (notices, the
+    audit line), where peewee's INSERT builder cost more than the INSERT itself."""
+    model, names, found = type(row), tuple(row.__data__), dialect()
+    key = (model, names, unique)
+    name = _ROW_INSERTS.get(key)
+    if name is None:
+        name = _ROW_INSERTS[key] = f"insert_{model._meta.table_name}_{len(_ROW_INSERTS)}"
+    if name not in found.text:
+        found.add(name, _insert_text(model, names, unique))
+    fields = model._meta.fields
+    values = [fields[n].db_value(row.__data__[n]) for n in names]
+    if not answer:
+        later(name, *values)
+        return None
+    made = _execute(name, values).fetchone()
+    return made[0] if made else None
+
+
+_ROW_INSERTS: dict[tuple, str] = {}  # (model, fields, unique) → statement name
+
+
+def _insert_text(model, names: tuple[str, ...], unique: tuple[str, ...]) -> str:
+    fields = model._meta.fields
+    columns = ", ".join(f'"{fields[n].column_name}"' for n in names)
+    conflict = (" ON CONFLICT (" + ", ".join(f'"{fields[n].column_name}"' for n in unique)
+                + ") DO NOTHING") if unique else ""
+    return (f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
+            f'({", ".join(["?"] * len(names))}){conflict} RETURNING "id"')
 
 
 def pk(value):

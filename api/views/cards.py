@@ -22,7 +22,8 @@ def present(card, created: bool = False, program=None, with_holds: bool = True) 
     ahead = program.next_tier(card.purchases_kop)
     out = {**card.__data__, "created": created, "next_tier": None}
     if with_holds:
-        out["held_kop"] = holds.held_kop(card.id, utcnow())
+        held = getattr(card, "held_kop", None)  # read with the card (api.ledger.operations)
+        out["held_kop"] = holds.held_kop(card.id, utcnow()) if held is None else held
         out["available_kop"] = max(card.balance_kop - out["held_kop"], 0)
     if ahead:
         out["next_tier"] = {"name": ahead.name, "threshold_kop": ahead.threshold_kop,

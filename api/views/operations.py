@@ -7,6 +7,7 @@ from flask import g, request
 
 from api import schemas
 from api.auth import require_api_key
+from api.data import audit
 from api.errors import ApiError
 from api.jsonio import ApiBlueprint
 from api.ledger import cards, history, operations, reversals
@@ -50,12 +51,14 @@ def idempotency_key() -> str:
 
 def answer(operation, *args, **kwargs):
     """Run a ledger operation and, in the same transaction, what follows it (notices,
-    the contact's fields in Bitrix24); a replay writes and sends nothing new."""
+    the contact's fields in Bitrix24, the audit line); a replay writes and sends nothing
+    new."""
     def follow(outcome: Outcome) -> None:  # run by the ledger inside its transaction
         g.card_id = outcome.card.id  # the audit line names it without reading it again
         if outcome.result.get("kind") in FOLLOWED:
             queue_follow_up(g.portal, outcome.card, outcome.result["kind"], outcome.result,
                             kwargs["key"])
+        audit.record_request(201)  # in the movement's transaction (a replay: the hook's)
 
     outcome: Outcome = operation(*args, follow=follow, **kwargs)
     headers = {"Idempotency-Hit": "true"} if outcome.replayed else {}
