@@ -184,3 +184,10 @@ def test_english(frame_user, installed):
     frame_user.login(ADMIN, LANG="en")
     page = text(frame_user.get(PAGE))
     assert "Webhooks" in page and "New subscription" in page and "Pause" in page
+
+
+@pytest.mark.parametrize("path", ["/99999999999999999999", "/99999999999999999999/pause",
+                                  "/2147483648/replay"])
+def test_an_id_past_the_column_is_no_subscription_not_a_500(admin, installed, path):
+    method = admin.get if path.count("/") == 1 else admin.post
+    assert method(PAGE + path).status_code == 404

@@ -118,3 +118,12 @@ def test_a_trickling_receiver_is_cut_at_the_attempt_limit(app, api, trickler, mo
 def test_a_pass_fits_inside_its_claim_even_when_every_receiver_is_slow():
     rounds = -(-sender.PASS_ROWS_MAX // sender.SEND_THREADS)
     assert rounds * sender.ATTEMPT_MAX_S < sender.CLAIM_S
+
+
+@pytest.mark.parametrize("sub_id", ["99999999999999999999", "2147483648"])
+def test_a_subscription_id_past_the_column_is_404_not_a_500(api, sub_id):
+    for method in ("GET", "DELETE"):
+        response = api.client.open(f"/api/v1/webhooks/{sub_id}", method=method,
+                                   headers=api.headers())
+        assert response.status_code == 404, (method, response.get_json())
+        assert response.get_json()["error"]["code"] == "webhook_not_found"

@@ -28,6 +28,9 @@ TTL_MAX_S = 30 * 86_400
 TTL_DEFAULT_S = 3 * 86_400
 
 
+HOLD_ID_MAX = 2**31 - 1  # the id column's range on PostgreSQL
+
+
 class HoldNotFound(NotFound):
     code = "hold_not_found"
 
@@ -102,6 +105,8 @@ def hold(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
 
 def _locked(portal: Portal, hold_id: int) -> Hold:
     """The hold, read again once its card is locked (as every operation locks it)."""
+    if not 0 < hold_id <= HOLD_ID_MAX:  # past the column: no hold (not a 500)
+        raise HoldNotFound(hold_id)
     number = (Card.select(Card.number).join(Hold, on=(Hold.card == Card.id))
               .where((Hold.id == hold_id) & (Hold.portal == portal)).scalar())
     if number is None:

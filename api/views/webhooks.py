@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 
-from flask import current_app, g, request
+from flask import current_app, g
 from marshmallow import Schema, fields, validate
 
 from api import schemas
 from api.auth import require_api_key
-from api.errors import ApiError
 from api.jsonio import ApiBlueprint
 from api.webhooks import subscriptions
 from api.webhooks.events import EVENTS
@@ -17,13 +16,6 @@ bp = ApiBlueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                description="Webhooks out: signed events about cards and bonuses")
 bp.before_request(require_api_key)
 bp.required_scope = "admin"  # api.auth: settings and bulk personal data
-
-
-@bp.before_request
-def _id_in_range():
-    # An id past the column is no subscription (SQLite raised OverflowError: a 500).
-    if (request.view_args or {}).get("sub_id", 0) > schemas.INT32_MAX:
-        raise ApiError(404, "not_found", "No such webhook subscription.")
 
 
 class SubscriptionIn(schemas.StrictSchema):

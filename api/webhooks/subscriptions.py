@@ -10,6 +10,7 @@ from api.clock import utcnow
 from api.db import db
 from api.ledger.errors import InvalidInput, NotFound
 from api.models import Portal, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
+from api.schemas import INT32_MAX
 from api.webhooks import signing, urls
 from api.webhooks.events import EVENTS
 
@@ -53,8 +54,10 @@ def create(portal: Portal, data: dict, config) -> tuple[WebhookSubscription, str
 
 
 def get(portal: Portal, sub_id: int) -> WebhookSubscription:
-    sub = WebhookSubscription.get_or_none((WebhookSubscription.id == sub_id)
-                                          & (WebhookSubscription.portal == portal))
+    # An id past the column is no subscription, for every caller (SQLite would raise
+    # OverflowError on one past 64 bits, PostgreSQL a DataError past 32: both a 500).
+    sub = None if not 0 < sub_id <= INT32_MAX else WebhookSubscription.get_or_none(
+        (WebhookSubscription.id == sub_id) & (WebhookSubscription.portal == portal))
     if sub is None:
         raise SubscriptionNotFound(f"Подписка {sub_id} не найдена")
     return sub
