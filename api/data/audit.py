@@ -117,11 +117,10 @@ def record_request(status: int, replayed: bool = False) -> None:
     from flask import g, request
 
     record(g.portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
-                  target=_request_target(g.portal, request.view_args or {}),
-                  source=request.remote_addr,
-                  details={"status": status,
-                           "idempotency_key": request.headers.get("Idempotency-Key"),
-                           "replayed": replayed}, answer=False)
+           target=_request_target(g.portal, request.view_args or {}),
+           source=request.remote_addr,
+           details={"status": status, "idempotency_key": request.headers.get("Idempotency-Key"),
+                    "replayed": replayed}, answer=False)
 
 
 def _changed(path: str, status: int, g) -> bool:
