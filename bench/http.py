@@ -72,6 +72,7 @@ class Run:
     errors: int
     p50_ms: float
     p99_ms: float
+    cpu_ms: dict | None = None  # CPU per request: server, database, load generator
 
     @property
     def per_s(self) -> float:
@@ -196,6 +197,71 @@ class Gunicorn:
             self.process.kill()
 
 
+# ---------------------------------------------------------------- CPU, where it goes
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU seconds with its reaped children's (a PostgreSQL backend that exits
+    is counted in the postmaster's); 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) * TICK_S
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in task.read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() in ("postgres", "postmaster"):
+                pids.append(int(stat.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds spent by the server (gunicorn and its workers), the database server
+    (PostgreSQL's processes; SQLite runs inside the server) and the load generator (wrk,
+    a child of ours: RUSAGE_CHILDREN once it is reaped; or this process's own threads),
+    between start() and per_request_ms().
+    Linux only; elsewhere it reads zeros."""
+
+    def __init__(self, server_pid: int, postgres: bool):
+        self.server_pid, self.postgres = server_pid, postgres
+
+    def _read(self) -> tuple[float, float, float]:
+        import resource
+
+        server = sum(_cpu_s(p) for p in [self.server_pid, *_children(self.server_pid)])
+        database = sum(_cpu_s(p) for p in _postgres_pids()) if self.postgres else 0.0
+        load = sum(u.ru_utime + u.ru_stime for u in (  # wrk, or our own threads without it
+            resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)))
+        return server, database, load
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def per_request_ms(self, requests: int) -> dict:
+        after = self._read()
+        spent = [a - b for a, b in zip(after, self.before)]
+        return {k: 1000 * v / max(requests, 1)
+                for k, v in zip(("server", "database", "load"), spent)}
+
+
 # ---------------------------------------------------------------- load
 
 def scenario_request(name: str, key: str, numbers: list[str]) -> dict:
@@ -313,9 +379,13 @@ def bench_backend(backend, args, drive) -> list[Run]:
             print(f"{backend.name}: {name} for {args.duration}s, {args.connections} connections…",
                   flush=True)
             spec = scenario_request(name, key, numbers)
+            meter = CpuMeter(server.process.pid, postgres=backend.name == "postgresql")
+            meter.start()
             run = drive(name, spec, server.base, args, f"{backend.name}-{name.replace(' ', '')}")
-            print(f"  {run.per_s:,.0f} req/s, p99 {run.p99_ms:.1f} ms, {run.errors} errors",
-                  flush=True)
+            run.cpu_ms = meter.per_request_ms(run.requests)
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in run.cpu_ms.items())
+            print(f"  {run.per_s:,.0f} req/s, p99 {run.p99_ms:.1f} ms, {run.errors} errors; "
+                  f"CPU ms a request: {cpu}", flush=True)
             runs.append(run)
     finally:
         server.stop()

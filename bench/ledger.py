@@ -66,6 +66,7 @@ TARGET_P99_MS = 5.0
 class Run:
     label: str
     wall_ns: int = 0
+    cpu_ns: int = 0  # this process's CPU over the loop (the database's too on SQLite)
     latencies_ns: list[int] = field(default_factory=list)
     refused: int = 0  # debits refused for lack of balance (should stay 0)
 
@@ -78,13 +79,17 @@ class Run:
 
     def text(self) -> str:
         return (f"{self.label} {self.ops_per_s:>7,.0f} ops/s  p50 {self.percentile_ms(50):5.2f} ms"
-                f"  p99 {self.percentile_ms(99):5.2f} ms")
+                f"  p99 {self.percentile_ms(99):5.2f} ms  CPU {self.cpu_us_per_op:4.0f} µs/op")
+
+    @property
+    def cpu_us_per_op(self) -> float:
+        return self.cpu_ns / 1e3 / max(len(self.latencies_ns), 1)
 
 
 def timed_loop(run: Run, ops: int, step) -> Run:
     """Call step(i) ops times, timing each call; a progress line every 10 % on stderr."""
     tick = max(1, ops // 10)
-    start = time.perf_counter_ns()
+    cpu_start, start = time.process_time_ns(), time.perf_counter_ns()
     for i in range(ops):
         t0 = time.perf_counter_ns()
         step(i)
@@ -92,6 +97,7 @@ def timed_loop(run: Run, ops: int, step) -> Run:
         if (i + 1) % tick == 0:
             print(f"  {run.label.strip()}: {i + 1:,}/{ops:,}", file=sys.stderr, flush=True)
     run.wall_ns = time.perf_counter_ns() - start
+    run.cpu_ns = time.process_time_ns() - cpu_start
     return run
 
 
