@@ -122,15 +122,16 @@ def test_postgresql_runs_the_hot_statements_prepared(warm, database_url):
     count, sql = statements(lambda: warm.op(NUMBER, "accruals", {"amount": "1000"}))
     assert all(s.startswith("EXECUTE loyalty_") for s in sql), "\n".join(sql)
     names = {n for (n,) in db.execute_sql("SELECT name FROM pg_prepared_statements")}
-    assert {"loyalty_lock_card_due", "loyalty_insert_entry"} <= names
+    assert {"loyalty_lock_claim_due", "loyalty_insert_entry_id"} <= names
     short = warm.op(NUMBER, "debits", {"amount": "1000000"})  # rolled back: PREPARE stays
     assert short.status_code == 422
     assert warm.op(NUMBER, "debits", {"amount": "1"}).status_code == 201
 
 
-# An accrual: BEGIN with the lock; the claim; the card's credit with its entry; the lot,
-# the stored answer, the notice and the audit line with COMMIT. A debit also waits for
-# its lot and for the conditional UPDATE of its balance.
+# An accrual: BEGIN with the lock, the claim and the entry's id drawn; then the card's
+# credit, its entry, the lot, the stored answer, the notice and the audit line with
+# COMMIT. A debit also waits for the sum of its holds (after the lock), its lot and the
+# conditional UPDATE of its balance.
 def round_trips(call) -> list[bytes]:
     """What went to PostgreSQL during the call, one item a message (a round trip)."""
     import psycopg2.extensions
@@ -153,8 +154,8 @@ def round_trips(call) -> list[bytes]:
     return sent
 
 
-@pytest.mark.parametrize("kind, body, most", [("accruals", {"amount": "1000"}, 4),
-                                              ("debits", {"amount": "10"}, 7)])
+@pytest.mark.parametrize("kind, body, most", [("accruals", {"amount": "1000"}, 2),
+                                              ("debits", {"amount": "10"}, 5)])
 def test_postgresql_gets_begin_and_the_unanswered_writes_with_other_statements(
         warm, database_url, kind, body, most):
     if not database_url.startswith("postgresql"):
@@ -163,5 +164,5 @@ def test_postgresql_gets_begin_and_the_unanswered_writes_with_other_statements(
     shown = "\n".join(str(s)[:120] for s in sent)
     assert len(sent) <= most, shown
     first, last = (s if isinstance(s, bytes) else s.encode() for s in (sent[0], sent[-1]))
-    assert first.startswith(b"BEGIN; EXECUTE loyalty_lock_card"), shown
+    assert first.startswith(b"BEGIN; EXECUTE loyalty_lock_claim"), shown
     assert b"insert_auditentry" in last and last.endswith(b"; COMMIT"), shown

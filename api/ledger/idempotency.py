@@ -72,10 +72,18 @@ class Claim:
     id: int
     key: Key
     legs: int = 0
+    # PostgreSQL: the id drawn for the operation's first entry with the claim itself, so
+    # that entry's INSERT needs no answer (api.ledger.operations._lock_and_claim).
+    entry_id: int | None = None
 
     def entry_key(self) -> str:
         self.legs += 1
         return self.key.derive("entry", self.legs)
+
+    def drawn_entry_id(self) -> int | None:
+        """The drawn id, once: the first entry takes it, the others get theirs on INSERT."""
+        entry_id, self.entry_id = self.entry_id, None
+        return entry_id
 
 
 def request_hash(kind: str, request: dict) -> str:
@@ -97,8 +105,15 @@ def claim(portal: Portal, key: Key, kind: str, request: dict, card: Card | None)
     digest = request_hash(kind, request)
     row = sql.row("claim_operation", sql.pk(portal), key.scope, key.value, kind, digest,
                   sql.pk(card), sql.timestamp(utcnow()))
-    if row is not None:
-        return Claim(row[0], key)
+    return settle(portal, key, digest, None if row is None else row[0])
+
+
+def settle(portal: Portal, key: Key, digest: str, claimed_id: int | None,
+           entry_id: int | None = None) -> Claim | Outcome:
+    """What a claim's INSERT gave: the new operation's id (a Claim), or None when the key
+    was taken (the first answer, or a conflict if the inputs differ)."""
+    if claimed_id is not None:
+        return Claim(claimed_id, key, entry_id=entry_id)
     stored_hash, result = sql.row("find_operation", sql.pk(portal), key.scope, key.value)
     if stored_hash != digest:
         raise IdempotencyConflict(key.value)

@@ -24,7 +24,7 @@ from api.ledger.operations import (
     _by_reference,
     _check_reference,
     _is_reversed,
-    _lock,
+    _lock_and_claim,
     _open_accrual,
     _rules,
     expire_card,
@@ -40,8 +40,7 @@ def reverse(portal: Portal, number: str, reference: str, *, key, actor: str,
     reference = _check_reference("" if reference is None else reference)
     request = {"card": number, "reference": reference, "comment": comment}
     with db.atomic():
-        card = _lock(portal, number)
-        claim = idempotency.claim(portal, key, REVERSAL, request, card)
+        card, claim = _lock_and_claim(portal, number, key, REVERSAL, request)
         if isinstance(claim, Outcome):
             return claim
         debits = [d for d in _by_reference(card, reference, DEBIT) if not _is_reversed(d)]

@@ -43,6 +43,32 @@ CARD = """
     LEFT JOIN "settingsversion" AS "v" ON "v"."portal_id" = "c"."portal_id"
     WHERE "c"."portal_id" = ? AND "c"."number" = ?"""
 
+# PostgreSQL only: the card locked, the operation's key claimed and the id of its first
+# entry drawn, in one round trip (api.ledger.operations._lock_and_claim). The claim reads
+# the locked row, so it runs once the lock is granted, as when it was a statement of its
+# own; ON CONFLICT sees committed and in-flight keys whatever the snapshot. Bound: the
+# card's columns' (%s), portal, number, then scope, key, kind, request hash, time.
+LOCK_CLAIM = """
+    WITH "locked" AS (""" + CARD + """{lock}),
+    "claimed" AS (
+        INSERT INTO "operation" ("portal_id", "scope", "key", "kind", "request_hash",
+                                 "card_id", "result", "folded", "created_at")
+        SELECT "portal_id", ?::varchar, ?::varchar, ?::varchar, ?::varchar, "id", '', 0,
+               ?::timestamp FROM "locked"
+        ON CONFLICT ("portal_id", "scope", "key") DO NOTHING RETURNING "id")
+    SELECT "locked".*, (SELECT "id" FROM "claimed"), nextval('entry_id_seq') FROM "locked\""""
+POSTGRES_ONLY = {
+    "lock_claim": LOCK_CLAIM % "",
+    "lock_claim_due": LOCK_CLAIM % ", {due}",
+    # An entry whose id the lock drew: nothing waits for this INSERT (sql.later).
+    "insert_entry_id": """
+        INSERT INTO "entry" ("id", "portal_id", "card_id", "operation_id", "idempotency_key",
+                             "kind", "amount_kop", "balance_after_kop", "reference",
+                             "purchase_kop", "percent", "reverses_id", "actor", "comment",
+                             "created_at")
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+}
+
 STATEMENTS = {
     # -- the card, locked for the whole operation, with the portal's settings token
     #    (api.versions) read in the same statement
@@ -144,7 +170,7 @@ class Dialect:
         slots["card_columns"] = _card_columns()
         slots["held"], slots["due"] = HELD, DUE
         self.text, self.prepare = {}, {}
-        for name, template in STATEMENTS.items():
+        for name, template in {**STATEMENTS, **(POSTGRES_ONLY if postgres else {})}.items():
             self.add(name, " ".join(template.format(**slots).split()))
 
     def add(self, name: str, text: str) -> None:
