@@ -24,14 +24,35 @@ from urllib.parse import urlparse
 
 import click
 from flask.cli import AppGroup
-from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import parse as parse_url
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from api.roundtrips import Pipelined
 
-db = DatabaseProxy()
+
+
+class Handle(DatabaseProxy):
+    """peewee's DatabaseProxy whose forwarded attributes are found on the proxy's class.
+
+    The proxy forwards through __getattr__, which Python 3.11 calls only after the normal
+    lookup has failed and built an AttributeError with its message: ~2,000 instructions
+    each time, some forty times per ledger operation (peewee's transactions ask the proxy
+    for transaction_depth, push_transaction, begin, commit...). A property per attribute
+    of the database classes skips that; anything else still goes through __getattr__."""
+
+
+def _forwarded(name: str) -> property:
+    def get(self):
+        target = self.obj
+        if target is None:
+            raise AttributeError("Cannot use uninitialized Proxy.")
+        return getattr(target, name)
+    return property(get)
+
+
+db = Handle()
 
 # Writers wait for the lock instead of failing at once under contention.
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -69,6 +90,11 @@ class PostgresPool(Pipelined, PooledPostgresqlDatabase):
                 and not conn.closed and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE):
             return False
         return super()._is_closed(conn)
+
+
+for _name in {n for kind in (Database, PostgresPool, PooledSqliteDatabase) for n in dir(kind)}:
+    if not _name.startswith("__") and not hasattr(DatabaseProxy, _name):
+        setattr(Handle, _name, _forwarded(_name))
 
 
 def connect(url: str, pool_size: int = DB_POOL_SIZE):

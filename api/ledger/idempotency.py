@@ -38,11 +38,8 @@ class Key:
     def derive(self, *purpose) -> str:
         """A 64-hex key for something that follows from this one (length-prefixed parts,
         so ("a:b", "c") and ("a", "b:c") never meet)."""
-        digest = hashlib.sha256()
-        for part in (self.scope, self.value, *map(str, purpose)):
-            text = part.encode()
-            digest.update(len(text).to_bytes(4, "big") + text)
-        return digest.hexdigest()
+        parts = [part.encode() for part in (self.scope, self.value, *map(str, purpose))]
+        return hashlib.sha256(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).hexdigest()
 
     def __str__(self) -> str:
         return self.value
@@ -86,8 +83,13 @@ class Claim:
         return entry_id
 
 
+# Built once: json.dumps with options builds an encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str).encode
+_ANSWER = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def request_hash(kind: str, request: dict) -> str:
-    canonical = json.dumps({"kind": kind, **request}, sort_keys=True, default=str)
+    canonical = _CANONICAL({"kind": kind, **request})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -124,7 +126,7 @@ def finish(claim_: Claim, result: dict, card: Card | None = None, follow=None) -
     """Store the answer a repeat will replay; then `follow(outcome)`, still inside the
     operation's transaction (the caller's follow-up: notices, the Bitrix24 batch), so it
     exists exactly when the movement does, without a savepoint around the operation."""
-    sql.later("finish_operation", json.dumps(result, ensure_ascii=False), claim_.id)
+    sql.later("finish_operation", _ANSWER(result), claim_.id)
     outcome = Outcome(result, replayed=False, card=card)
     if follow is not None:
         follow(outcome)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from api.ledger import sql
 from api.models import Allocation, Card, Entry, Lot
 
-_EXPIRES = Lot.expires_at.python_value  # SQLite hands back text
+_EXPIRES = sql.reader(Lot.expires_at)  # SQLite hands back text
 
 
 def _lot(**data) -> Lot:

@@ -61,7 +61,7 @@ def lock_card(portal: Portal, number: str) -> Card:
 
 # The order of sql "lock_card"'s columns, each with the conversion its raw value needs
 # (SQLite hands dates and times back as text; the rest arrive as Python wants them).
-_CARD_FIELDS = [(f.name, f.python_value if isinstance(f, (DateField, DateTimeField)) else None)
+_CARD_FIELDS = [(f.name, sql.reader(f) if isinstance(f, (DateField, DateTimeField)) else None)
                 for f in Card._meta.sorted_fields]
 # What an entry may carry besides its amount; empty unless given.
 _ENTRY_OPTIONAL = {"reference": None, "purchase_kop": None, "percent": None, "reverses": None,
