@@ -44,10 +44,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     logs.init_app(app)  # first, so that everything after it logs through it
     commands.init_app(app)
 
-    from api import auth, db, errors, limits, serve
+    from api import auth, db, errors, limits, serve, sessions
 
     limits.ensure_secret_key(app)
     limits.init_app(app)  # body size and JSON nesting limits
+    sessions.init_app(app)  # none for the REST API
     db.init_app(app)
     auth.init_app(app)
     serve.init_app(app)

@@ -51,28 +51,32 @@ def requires(scope: str):
 
 def required_scope() -> str:
     """The view's own scope, else its blueprint's (`bp.required_scope`), else by method."""
-    view = current_app.view_functions.get(request.endpoint)
-    blueprint = current_app.blueprints.get(request.blueprint or "")
-    default = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+    # The objects behind the proxies, once: every request of the API passes here.
+    app, req = current_app._get_current_object(), request._get_current_object()
+    view = app.view_functions.get(req.endpoint)
+    blueprint = app.blueprints.get(req.blueprint or "")
+    default = "read" if req.method in ("GET", "HEAD", "OPTIONS") else "write"
     return getattr(view, "required_scope", None) or getattr(blueprint, "required_scope", default)
 
 
 def require_api_key() -> None:
     """before_request of every /api/v1 blueprint: sets g.portal and g.actor."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "An Authorization: Bearer <API key> header is required.")
-    row = keycache.lookup(hash_key(key.strip()))  # cached per process for seconds
+    digest = hash_key(key)
+    row = keycache.lookup(digest)  # cached per process for seconds
     # The lookup is by hash; compare again in constant time so timing tells nothing.
-    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise ApiError(401, "unauthorized", "The API key is unknown or revoked.")
     needed = required_scope()
     if needed not in row.scopes.split():
         raise ApiError(403, "insufficient_scope", f"This API key lacks the '{needed}' scope.")
-    g.portal = row.portal
-    g.actor = f"api:{row.prefix}"
-    g.actor_label = row.label  # the audit trail names the key by its label (api.data.audit)
+    found = g._get_current_object()  # one lookup behind the proxy for the three names
+    found.portal = row.portal
+    found.actor = f"api:{row.prefix}"
+    found.actor_label = row.label  # the audit trail names the key by its label (api.data.audit)
 
 
 @click.group("keys", cls=AppGroup, help="API keys for the REST API, one portal each.")

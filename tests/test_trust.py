@@ -250,3 +250,16 @@ def test_a_stored_endpoint_off_the_allow_list_never_receives_the_secret():
         "https://oauth.bitrix24.tech/oauth/token/"
     assert proof.token_url("https://oauth.bitrix24.tech/rest/", "http://127.0.0.1:9/") == \
         "http://127.0.0.1:9/oauth/token/"
+
+
+def test_json_depth_is_counted_outside_strings_exactly_at_the_limit():
+    from api.limits import JSON_DEPTH_MAX, too_deep
+
+    def nested(depth: int, inner: bytes = b"1") -> bytes:
+        return b"[" * depth + inner + b"]" * depth
+
+    assert not too_deep(nested(JSON_DEPTH_MAX))
+    assert too_deep(nested(JSON_DEPTH_MAX + 1))
+    assert too_deep(b'{"a":' * (JSON_DEPTH_MAX + 1) + b"1" + b"}" * (JSON_DEPTH_MAX + 1))
+    # Brackets in strings open nothing, however many there are.
+    assert not too_deep(nested(JSON_DEPTH_MAX, b'"' + b"[{" * 100 + b'"'))

@@ -313,3 +313,18 @@ def test_a_signing_secret_is_masked_if_it_ever_reaches_a_log_line():
     secret = signing.new_secret()
     assert mask(f"subscription 3 secret {secret} (url=https://x)") == \
         "subscription 3 secret whsec_*** (url=https://x)"
+
+
+def test_without_a_subscriber_a_movement_builds_no_event_data(api, monkeypatch):
+    from api.webhooks import events
+
+    def unwanted(*args, **kwargs):
+        raise AssertionError("event data built for an event nobody subscribed to")
+
+    monkeypatch.setattr(events, "card_data", unwanted)
+    monkeypatch.setattr(events, "shown", unwanted)
+    api.new_card(phone=A)
+    response = api.op(A, "accruals", {"amount": "60000", "reference": "d1"})  # a tier change too
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["tier"] != response.get_json()["tier_before"]
+    assert WebhookEvent.select().count() == 0

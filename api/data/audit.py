@@ -98,17 +98,23 @@ def as_dict(row: AuditEntry) -> dict:
 def _after_request(response):
     from flask import g, request
 
-    if request.method not in WRITE_METHODS or not _changed(request.path, response.status_code, g) \
-            or request.path.startswith(SKIPPED_PREFIXES) or request.url_rule is None \
-            or request.url_rule.rule in SKIPPED_RULES:
+    # Every request passes here: the objects behind the proxies are looked up once, and
+    # the cheap tests come first (a read; a movement that wrote its own line).
+    req = request._get_current_object()
+    if req.method not in WRITE_METHODS:
         return response
-    if getattr(g, "portal", None) is None or getattr(g, "audit_recorded", False):
+    state = g._get_current_object()
+    if getattr(state, "portal", None) is None or getattr(state, "audit_recorded", False):
+        return response
+    rule = req.url_rule
+    if rule is None or rule.rule in SKIPPED_RULES or req.path.startswith(SKIPPED_PREFIXES) \
+            or not _changed(req.path, response.status_code, state):
         return response
     try:
         record_request(response.status_code,
                        replayed=response.headers.get("Idempotency-Hit") == "true")
     except Exception:  # the action is done; a failed trail line must not turn it into a 500
-        log.exception("audit record failed for %s %s", request.method, request.url_rule.rule)
+        log.exception("audit record failed for %s %s", req.method, rule.rule)
     return response
 
 
@@ -116,10 +122,11 @@ def record_request(status: int, replayed: bool = False) -> None:
     """The line of the write request being served, by the key or user behind it."""
     from flask import g, request
 
-    record(g.portal, _request_actor(g), f"{request.method} {request.url_rule.rule}",
-           target=_request_target(g.portal, request.view_args or {}),
-           source=request.remote_addr,
-           details={"status": status, "idempotency_key": request.headers.get("Idempotency-Key"),
+    req, state = request._get_current_object(), g._get_current_object()  # looked up once
+    record(state.portal, _request_actor(state), f"{req.method} {req.url_rule.rule}",
+           target=_request_target(state.portal, req.view_args or {}),
+           source=req.remote_addr,
+           details={"status": status, "idempotency_key": req.headers.get("Idempotency-Key"),
                     "replayed": replayed}, answer=False)
 
 
@@ -159,8 +166,9 @@ def with_key_label(actor: str) -> str:
 
     if not actor.startswith("api:"):
         return actor
-    if has_request_context() and g.get("actor") == actor and "actor_label" in g:
-        label = g.actor_label
+    state = g._get_current_object() if has_request_context() else None
+    if state is not None and state.get("actor") == actor and "actor_label" in state:
+        label = state.actor_label
     else:
         key = ApiKey.get_or_none(ApiKey.prefix == actor[len("api:"):])
         label = key.label if key is not None else None
@@ -171,8 +179,9 @@ def _request_target(portal: Portal, view_args: dict) -> str | None:
     """A card by its id, never by its number (the number is the client's phone)."""
     from flask import g
 
-    if getattr(g, "card_id", None) is not None:  # the card the operation held (api.views)
-        return card_target(g.card_id)
+    held = getattr(g, "card_id", None)  # the card the operation held (api.views)
+    if held is not None:
+        return card_target(held)
     number = view_args.get("number")
     if number is None:
         card_id = view_args.get("card_id")

@@ -52,6 +52,11 @@ def emit(portal: Portal, event_type: str, key: str, data: dict, *, card_number: 
     targets = subscribers(portal, event_type, token)
     if not targets:
         return None
+    return _record(portal, event_type, key, data, targets, card_number, now)
+
+
+def _record(portal: Portal, event_type: str, key: str, data: dict, targets: list[int],
+            card_number: str | None, now: datetime | None) -> WebhookEvent:
     now = now or utcnow()
     key = key[:KEY_MAX_LEN]
     inserted = WebhookEvent.insert(
@@ -85,16 +90,21 @@ def card_data(card: Card) -> dict:
 
 
 def movement(portal: Portal, card: Card, kind: str, result: dict, key: str) -> None:
-    """What a ledger movement tells subscribers: its bonus event, and a tier change."""
+    """What a ledger movement tells subscribers: its bonus event, and a tier change.
+    Every movement passes here and most portals subscribe to nothing: an event's data is
+    built only when someone wants its type."""
     event_type, token = MOVEMENTS.get(kind), getattr(card, "settings_token", versions.UNKNOWN)
-    if event_type:
-        emit(portal, event_type, f"{kind}:{key}", {"card": card_data(card), **shown(result)},
-             card_number=card.number, token=token)
+    targets = subscribers(portal, event_type, token) if event_type else []
+    if targets:
+        _record(portal, event_type, f"{kind}:{key}", {"card": card_data(card), **shown(result)},
+                targets, card.number, None)
     before = result.get("tier_before")
     if before and before != result.get("tier"):
-        emit(portal, "tier.changed", f"tier:{key}",
-             {"card": card_data(card), "tier_before": before, "tier": result.get("tier")},
-             card_number=card.number, token=token)
+        targets = subscribers(portal, "tier.changed", token)
+        if targets:
+            _record(portal, "tier.changed", f"tier:{key}",
+                    {"card": card_data(card), "tier_before": before, "tier": result.get("tier")},
+                    targets, card.number, None)
 
 
 def card_created(portal: Portal, card_id: int) -> None:
