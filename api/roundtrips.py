@@ -19,6 +19,8 @@ import threading
 
 from peewee import __exception_wrapper__
 
+from api import literals
+
 
 class Pipelined:
     """For a peewee PostgresqlDatabase (psycopg2): mix in before it."""
@@ -40,15 +42,24 @@ class Pipelined:
 
     def _execute_cursor(self, sql, params, **cursor_options):
         waiting = self._waiting()
-        if not waiting:
+        if not waiting and not sql.startswith(literals.PREPARED):
             return super()._execute_cursor(sql, params, **cursor_options)
         self._log_query(sql, params)
         with __exception_wrapper__:
             cursor = self.cursor(**cursor_options)
-            text = b"; ".join(waiting + [cursor.mogrify(sql, params or ())])
-            self._pipe.sql, self._pipe.sent = [], True
+            text = self._written(cursor, sql, params)
+            if waiting:
+                text = b"; ".join(waiting + [text])
+                self._pipe.sql, self._pipe.sent = [], True
             cursor.execute(text)
         return cursor
+
+    @staticmethod
+    def _written(cursor, sql, params) -> bytes:
+        """The statement with its values written in: by api.literals where it can, else by
+        psycopg2 (the same text either way)."""
+        text = literals.render(sql, params, cursor.connection)
+        return text if text is not None else cursor.mogrify(sql, params or ())
 
     def execute_later(self, sql: str, params=()) -> None:
         """Run a statement whose result is not needed: in a transaction, with the next."""
@@ -58,7 +69,7 @@ class Pipelined:
             return
         self._log_query(sql, params)
         with __exception_wrapper__:
-            waiting.append(self.cursor().mogrify(sql, params or ()))
+            waiting.append(self._written(self.cursor(), sql, params))
 
     def commit(self):
         waiting, sent = self._waiting(), getattr(self._pipe, "sent", True)
