@@ -44,9 +44,10 @@ def too_deep(raw: bytes, limit: int = JSON_DEPTH_MAX) -> bool:
 
 
 def check_json_depth():
-    if not request.is_json or not request.content_length:
+    req = request._get_current_object()  # the proxy looked through once
+    if not req.is_json or not req.content_length:
         return None
-    if too_deep(request.get_data(cache=True)):
+    if too_deep(req.get_data(cache=True)):
         from api.errors import ApiError
 
         raise ApiError(400, "json_too_deep",

@@ -26,6 +26,7 @@ FORMATS = ("text", "json")
 MASK = "***"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(run_id)s] %(message)s"
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # the same header as WSGI hands it over
 # A client's request id is echoed into every line: only a short, plain one is taken.
 REQUEST_ID_SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 SECRET_LITERAL_MIN = 6  # shorter configured "secrets" would mask ordinary words
@@ -201,8 +202,9 @@ def init_app(app) -> None:
 
     @app.before_request
     def _tag_request():
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        request.environ["loyalty.run_id_token"] = _run_id.set(
+        environ = request.environ  # the proxy looked through once
+        given = environ.get(REQUEST_ID_ENVIRON, "")
+        environ["loyalty.run_id_token"] = _run_id.set(
             given if REQUEST_ID_SAFE.match(given) else f"req-{secrets.token_hex(6)}")
 
     @app.after_request

@@ -35,17 +35,26 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
            now: datetime | None = None, answer: bool = True) -> AuditEntry:
     """Append a line; with answer=False its id is not read back (row.id stays None) and
     in a transaction the INSERT goes out with the next statement (api.ledger.sql.later)."""
-    from flask import g, has_request_context
-
-    if has_request_context():
-        g.audit_recorded = True  # the request hook then does not record it a second time
+    state = _request_state()
+    if state is not None:
+        state.audit_recorded = True  # the request hook then does not record it a second time
     row = AuditEntry(
-        portal=portal, actor=with_key_label(actor or "unknown")[:200], action=action[:100],
-        target=target[:100] if target else None, source=(source or "")[:100] or None,
-        details=json.dumps(details, ensure_ascii=False, default=str) if details else None,
-        created_at=now or utcnow())
+        portal=portal, actor=with_key_label(actor or "unknown", state)[:200],
+        action=action[:100], target=target[:100] if target else None,
+        source=(source or "")[:100] or None,
+        details=_DETAILS(details) if details else None, created_at=now or utcnow())
     row.id = sql.insert_row(row, answer=answer)  # every movement writes one: no builder
     return row
+
+
+_DETAILS = json.JSONEncoder(ensure_ascii=False, default=str).encode  # built once
+
+
+def _request_state():
+    """The request's `g` itself (not its proxy), or None outside a request."""
+    from flask import g, has_request_context
+
+    return g._get_current_object() if has_request_context() else None
 
 
 def cli_actor() -> str:
@@ -124,7 +133,7 @@ def record_request(status: int, replayed: bool = False) -> None:
 
     req, state = request._get_current_object(), g._get_current_object()  # looked up once
     record(state.portal, _request_actor(state), f"{req.method} {req.url_rule.rule}",
-           target=_request_target(state.portal, req.view_args or {}),
+           target=_request_target(state.portal, req.view_args or {}, state),
            source=req.remote_addr,
            details={"status": status, "idempotency_key": req.headers.get("Idempotency-Key"),
                     "replayed": replayed}, answer=False)
@@ -157,16 +166,14 @@ def _request_actor(g) -> str:
     return actor or "unknown"
 
 
-def with_key_label(actor: str) -> str:
+def with_key_label(actor: str, state=None) -> str:
     """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is.
     In a request the key was just read (g.actor_label); elsewhere it is looked up."""
-    from flask import g, has_request_context
-
     from api.models import ApiKey
 
     if not actor.startswith("api:"):
         return actor
-    state = g._get_current_object() if has_request_context() else None
+    state = state if state is not None else _request_state()
     if state is not None and state.get("actor") == actor and "actor_label" in state:
         label = state.actor_label
     else:
@@ -175,11 +182,9 @@ def with_key_label(actor: str) -> str:
     return f"{actor} ({label})" if label else actor
 
 
-def _request_target(portal: Portal, view_args: dict) -> str | None:
+def _request_target(portal: Portal, view_args: dict, state) -> str | None:
     """A card by its id, never by its number (the number is the client's phone)."""
-    from flask import g
-
-    held = getattr(g, "card_id", None)  # the card the operation held (api.views)
+    held = getattr(state, "card_id", None)  # the card the operation held (api.views)
     if held is not None:
         return card_target(held)
     number = view_args.get("number")

@@ -53,10 +53,12 @@ def answer(operation, *args, **kwargs):
     """Run a ledger operation and, in the same transaction, what follows it (notices,
     the contact's fields in Bitrix24, the audit line); a replay writes and sends nothing
     new."""
+    state = g._get_current_object()  # the proxy looked through once
+
     def follow(outcome: Outcome) -> None:  # run by the ledger inside its transaction
-        g.card_id = outcome.card.id  # the audit line names it without reading it again
+        state.card_id = outcome.card.id  # the audit line names it without reading it again
         if outcome.result.get("kind") in FOLLOWED:
-            queue_follow_up(g.portal, outcome.card, outcome.result["kind"], outcome.result,
+            queue_follow_up(state.portal, outcome.card, outcome.result["kind"], outcome.result,
                             kwargs["key"])
         audit.record_request(201)  # in the movement's transaction (a replay: the hook's)
 
