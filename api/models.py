@@ -68,7 +68,7 @@ class ProgramRules(BaseModel):
 
 
 class Card(BaseModel):
-    portal = ForeignKeyField(Portal, backref="cards", on_delete="CASCADE")
+    portal = ForeignKeyField(Portal, backref="cards", on_delete="CASCADE", index=False)
     number = CharField(max_length=20)  # E.164 digits, no plus: 79161234567
     contact_id = BigIntegerField(null=True)
     last_name = CharField(max_length=100, null=True)
@@ -107,7 +107,7 @@ class Operation(BaseModel):
     operation's entries to the program's numbers (after commit, exactly once).
     """
 
-    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    portal = ForeignKeyField(Portal, on_delete="CASCADE", index=False)
     scope = CharField(max_length=16, default="client")
     key = CharField(max_length=200)
     kind = CharField(max_length=20)
@@ -122,8 +122,9 @@ class Operation(BaseModel):
 
 
 class Entry(BaseModel):
-    portal = ForeignKeyField(Portal, on_delete="CASCADE")
-    card = ForeignKeyField(Card, backref="entries", on_delete="CASCADE")
+    portal = ForeignKeyField(Portal, on_delete="CASCADE", index=False)
+    card = ForeignKeyField(Card, backref="entries", on_delete="CASCADE",
+                           index=False)
     operation = ForeignKeyField(Operation, null=True, on_delete="CASCADE")
     idempotency_key = CharField(max_length=220)
     kind = CharField(max_length=16)  # see api.ledger.kinds
@@ -148,7 +149,7 @@ class Entry(BaseModel):
 class Lot(BaseModel):
     """Bonuses credited together, spent oldest-first, expiring together."""
 
-    card = ForeignKeyField(Card, backref="lots", on_delete="CASCADE")
+    card = ForeignKeyField(Card, backref="lots", on_delete="CASCADE", index=False)
     entry = ForeignKeyField(Entry, unique=True, on_delete="CASCADE")
     amount_kop = BigIntegerField()
     remaining_kop = BigIntegerField()
@@ -264,8 +265,9 @@ class NotificationSettings(BaseModel):
 class Notification(QueueRow):
     """Every message to a client or manager: what, to whom, and what became of it."""
 
-    portal = ForeignKeyField(Portal, on_delete="CASCADE")
-    card = ForeignKeyField(Card, null=True, backref="notifications", on_delete="SET NULL")
+    portal = ForeignKeyField(Portal, on_delete="CASCADE", index=False)
+    card = ForeignKeyField(Card, null=True, backref="notifications", on_delete="SET NULL",
+                           index=False)
     key = CharField(max_length=220)  # one per cause and channel: never sent twice
     channel = CharField(max_length=8)  # email, sms, chat
     template = CharField(max_length=64)
@@ -470,7 +472,7 @@ class AuditEntry(BaseModel):
     """Append-only: who (Bitrix24 user, API key, CLI user) did what to money, rules,
     settings, access or a card, when and from where. Never updated or deleted."""
 
-    portal = ForeignKeyField(Portal, null=True, on_delete="CASCADE")
+    portal = ForeignKeyField(Portal, null=True, on_delete="CASCADE", index=False)
     created_at = DateTimeField(default=utcnow)
     actor = CharField(max_length=200)
     action = CharField(max_length=100)
@@ -548,7 +550,7 @@ class WebhookSubscription(BaseModel):
 class WebhookEvent(BaseModel):
     """Something that happened, once per cause (`key`); its id is the receiver's dedupe key."""
 
-    portal = ForeignKeyField(Portal, on_delete="CASCADE")
+    portal = ForeignKeyField(Portal, on_delete="CASCADE", index=False)
     event_id = CharField(max_length=40, unique=True)
     key = CharField(max_length=220)
     type = CharField(max_length=32)
@@ -608,7 +610,7 @@ class Hold(BaseModel):
     makes them unspendable until it is captured, released or its time is up."""
 
     portal = ForeignKeyField(Portal, on_delete="CASCADE")
-    card = ForeignKeyField(Card, backref="holds", on_delete="CASCADE")
+    card = ForeignKeyField(Card, backref="holds", on_delete="CASCADE", index=False)
     reference = CharField(max_length=100, null=True)
     amount_kop = BigIntegerField()
     captured_kop = BigIntegerField(default=0)
