@@ -69,7 +69,8 @@ class Pipelined:
             return
         self._log_query(sql, params)
         with __exception_wrapper__:
-            waiting.append(self._written(self.cursor(), sql, params))
+            text = literals.render(sql, params, self.connection())  # no cursor needed
+            waiting.append(text if text is not None else self.cursor().mogrify(sql, params or ()))
 
     def commit(self):
         waiting, sent = self._waiting(), getattr(self._pipe, "sent", True)
