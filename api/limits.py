@@ -45,8 +45,10 @@ def too_deep(raw: bytes, limit: int = JSON_DEPTH_MAX) -> bool:
 
 def check_json_depth():
     req = request._get_current_object()  # the proxy looked through once
-    if not req.is_json or not req.content_length:
+    if not req.is_json:
         return None
+    # Not by Content-Length: a chunked body has none, and MAX_CONTENT_LENGTH still bounds
+    # what get_data reads (413 past it).
     if too_deep(req.get_data(cache=True)):
         from api.errors import ApiError
 

@@ -211,6 +211,25 @@ def test_json_nested_too_deep_is_400_not_500(client, api):
     assert fine.status_code == 422  # brackets inside strings do not count
 
 
+def test_a_chunked_body_nested_too_deep_is_400_not_500(app, api):
+    # No Content-Length: the body arrives chunked (gunicorn marks the stream terminated).
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    environ = EnvironBuilder(path="/api/v1/cards", method="POST", data=deep,
+                             content_type="application/json",
+                             headers={**api.headers("k4"), "Transfer-Encoding": "chunked"},
+                             ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": io.BytesIO(deep), "wsgi.input_terminated": True})
+    status = []
+    body = b"".join(app.wsgi_app(environ, lambda code, headers, exc=None: status.append(code)))
+    assert status == ["400 BAD REQUEST"], body[:200]
+    assert b"json_too_deep" in body
+
+
 def test_without_a_secret_key_every_process_shares_one_kept_key(tmp_path, database_url):
     from api import create_app
 
