@@ -109,7 +109,7 @@ def _lock_and_claim(portal: Portal, number: str, key, kind: str, request: dict, 
     if row is None:
         raise CardNotFound(number)
     card = _card(row[:-2], "lots_due" if due_at is not None else None)
-    if held_at is not None:  # after the lock, in a statement of its own ("lock_card_held")
+    if held_at is not None:  # after the lock, in a statement of its own (sql "card_held")
         card.held_kop = int(sql.row("card_held", card.id, held_at)[0])
     return card, idempotency.settle(portal, key, digest, row[-2], entry_id=row[-1])
 
