@@ -47,19 +47,18 @@ class Pipelined:
         self._log_query(sql, params)
         with __exception_wrapper__:
             cursor = self.cursor(**cursor_options)
-            text = self._written(cursor, sql, params)
+            text = self._written(sql, params)
             if waiting:
                 text = b"; ".join(waiting + [text])
                 self._pipe.sql, self._pipe.sent = [], True
             cursor.execute(text)
         return cursor
 
-    @staticmethod
-    def _written(cursor, sql, params) -> bytes:
+    def _written(self, sql, params) -> bytes:
         """The statement with its values written in: by api.literals where it can, else by
-        psycopg2 (the same text either way)."""
-        text = literals.render(sql, params, cursor.connection)
-        return text if text is not None else cursor.mogrify(sql, params or ())
+        psycopg2 (the same text either way; a cursor is made only for psycopg2's)."""
+        text = literals.render(sql, params, self.connection())
+        return text if text is not None else self.cursor().mogrify(sql, params or ())
 
     def execute_later(self, sql: str, params=()) -> None:
         """Run a statement whose result is not needed: in a transaction, with the next."""
@@ -69,8 +68,7 @@ class Pipelined:
             return
         self._log_query(sql, params)
         with __exception_wrapper__:
-            text = literals.render(sql, params, self.connection())  # no cursor needed
-            waiting.append(text if text is not None else self.cursor().mogrify(sql, params or ()))
+            waiting.append(self._written(sql, params))
 
     def commit(self):
         waiting, sent = self._waiting(), getattr(self._pipe, "sent", True)

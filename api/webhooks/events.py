@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -44,21 +45,19 @@ def subscribers(portal, event_type: str, token=versions.UNKNOWN) -> list[int]:
     return [sub_id for sub_id, events in subs if event_type in events]
 
 
-def emit(portal: Portal, event_type: str, key: str, data: dict, *, card_number: str | None = None,
-         now: datetime | None = None, token=versions.UNKNOWN) -> WebhookEvent | None:
-    """Record the event and its deliveries; the same key again records nothing."""
+def emit(portal: Portal, event_type: str, key: str, data: dict | Callable[[], dict], *,
+         card_number: str | None = None, now: datetime | None = None,
+         token=versions.UNKNOWN) -> WebhookEvent | None:
+    """Record the event and its deliveries; the same key again records nothing. `data` may
+    be a function that builds it: called only when someone subscribes to the type (every
+    movement emits, and most portals subscribe to nothing)."""
     if event_type not in EVENTS:
         raise ValueError(f"unknown webhook event {event_type}")
     targets = subscribers(portal, event_type, token)
     if not targets:
         return None
-    return _record(portal, event_type, key, data, targets, card_number, now)
-
-
-def _record(portal: Portal, event_type: str, key: str, data: dict, targets: list[int],
-            card_number: str | None, now: datetime | None) -> WebhookEvent:
-    now = now or utcnow()
-    key = key[:KEY_MAX_LEN]
+    now, key = now or utcnow(), key[:KEY_MAX_LEN]
+    data = data() if callable(data) else data
     inserted = WebhookEvent.insert(
         portal=portal, event_id=new_event_id(), key=key, type=event_type,
         card_number=card_number, created_at=now,
@@ -90,21 +89,17 @@ def card_data(card: Card) -> dict:
 
 
 def movement(portal: Portal, card: Card, kind: str, result: dict, key: str) -> None:
-    """What a ledger movement tells subscribers: its bonus event, and a tier change.
-    Every movement passes here and most portals subscribe to nothing: an event's data is
-    built only when someone wants its type."""
+    """What a ledger movement tells subscribers: its bonus event, and a tier change."""
     event_type, token = MOVEMENTS.get(kind), getattr(card, "settings_token", versions.UNKNOWN)
-    targets = subscribers(portal, event_type, token) if event_type else []
-    if targets:
-        _record(portal, event_type, f"{kind}:{key}", {"card": card_data(card), **shown(result)},
-                targets, card.number, None)
+    if event_type:
+        emit(portal, event_type, f"{kind}:{key}",
+             lambda: {"card": card_data(card), **shown(result)},
+             card_number=card.number, token=token)
     before = result.get("tier_before")
     if before and before != result.get("tier"):
-        targets = subscribers(portal, "tier.changed", token)
-        if targets:
-            _record(portal, "tier.changed", f"tier:{key}",
-                    {"card": card_data(card), "tier_before": before, "tier": result.get("tier")},
-                    targets, card.number, None)
+        emit(portal, "tier.changed", f"tier:{key}",
+             lambda: {"card": card_data(card), "tier_before": before, "tier": result.get("tier")},
+             card_number=card.number, token=token)
 
 
 def card_created(portal: Portal, card_id: int) -> None:
