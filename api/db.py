@@ -32,7 +32,6 @@ from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from api.roundtrips import Pipelined
 
 
-
 class Handle(DatabaseProxy):
     """peewee's DatabaseProxy whose forwarded attributes are found on the proxy's class.
 

@@ -47,8 +47,8 @@ def check_json_depth():
     req = request._get_current_object()  # the proxy looked through once
     if not req.is_json:
         return None
-    # Not by Content-Length: a chunked body has none, and MAX_CONTENT_LENGTH still bounds
-    # what get_data reads (413 past it).
+    # Whatever its Content-Length: a chunked body has none. MAX_CONTENT_LENGTH still bounds
+    # what get_data reads (a chunked body past it arrives cut short and is invalid JSON).
     if too_deep(req.get_data(cache=True)):
         from api.errors import ApiError
 
