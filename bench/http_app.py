@@ -3,6 +3,8 @@ endpoint at /trivial in the same processes (the web stack's ceiling on this mach
 Settings come from the environment, as in production (LOYALTY_DATABASE_URL, …)."""
 from __future__ import annotations
 
+import gc
+
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -17,3 +19,5 @@ def hello():
 
 
 app = DispatcherMiddleware(create_app(), {"/trivial": trivial})
+
+gc.freeze()  # as deploy/gunicorn.conf.py's post_worker_init does once the app is loaded

@@ -103,3 +103,17 @@ def test_the_units_run_the_same_commands_as_compose():
     assert "ExecStart=/opt/loyalty/.venv/bin/flask --app api scheduler work" in worker
     for text in (web, scheduler, worker):
         assert "EnvironmentFile=/etc/loyalty/loyalty.env" in text and "Restart=always" in text
+
+
+def test_the_gunicorn_workers_freeze_what_the_app_built():
+    """Once a worker has loaded the app, its objects leave the collector's generations."""
+    import gc
+    import runpy
+
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    gc.unfreeze()
+    try:
+        conf["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
