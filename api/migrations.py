@@ -174,6 +174,47 @@ def _0016_indexes():
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 
+# The rows a movement writes (issue 17). Each had a foreign key to its portal, and PostgreSQL
+# checks one by locking the portal's row FOR KEY SHARE until COMMIT: every movement of a
+# portal locked that one row (concurrent share locks become multixacts), four checks of ten.
+# The entry and the operation name their portal through their card instead: one key to
+# card (id, portal_id) for two, on a row the movement holds locked anyway, and stricter
+# (an entry's portal is its card's). A notice keeps its key to the card, the audit line none:
+# the portal's rows are never deleted by the app (an uninstall keeps the ledger).
+THROUGH_CARD = ("entry", "operation")
+PORTAL_KEYS_DROPPED = ("entry", "operation", "notification", "auditentry")
+
+
+def _0017_keys():
+    """Movements no longer lock their portal's row; the full lot expiry index goes (every
+    query by expiry asks for live lots: the partial index of 0005 serves them)."""
+    db.execute_sql('DROP INDEX IF EXISTS "lot_expires_at"')
+    if not is_postgres():
+        return  # no row locks; SQLite keeps the keys the models declare
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "card_id_portal_id" '
+                   'ON "card" ("id", "portal_id")')
+    for table in PORTAL_KEYS_DROPPED:
+        columns = [("portal_id",)] + ([("card_id",)] if table in THROUGH_CARD else [])
+        for name in _foreign_keys(table, columns):
+            db.execute_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    for table in THROUGH_CARD:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_card_portal_fkey" '
+                       'FOREIGN KEY ("card_id", "portal_id") REFERENCES "card" ("id", "portal_id") '
+                       'ON DELETE CASCADE')
+
+
+def _foreign_keys(table: str, columns: list[tuple[str, ...]]) -> list[str]:
+    """The names of the table's foreign keys on exactly these columns (named by whoever
+    made them: PostgreSQL, peewee's migrator)."""
+    found = db.execute_sql("""
+        SELECT c.conname, ARRAY(SELECT a.attname FROM unnest(c.conkey) AS k(n)
+                                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
+        FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = %s::regclass""",
+                           (table,)).fetchall()
+    wanted = {tuple(sorted(c)) for c in columns}
+    return [name for name, cols in found if tuple(sorted(cols)) in wanted]
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -191,6 +232,7 @@ MIGRATIONS = [
     ("0012_ledger", _0012_ledger),
     ("0015_workers", _0015_workers),
     ("0016_indexes", _0016_indexes),
+    ("0017_keys", _0017_keys),
 ]
 
 
