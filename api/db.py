@@ -39,7 +39,20 @@ class Handle(DatabaseProxy):
     lookup has failed and built an AttributeError with its message: ~2,000 instructions
     each time, some forty times per ledger operation (peewee's transactions ask the proxy
     for transaction_depth, push_transaction, begin, commit...). A property per attribute
-    of the database classes skips that; anything else still goes through __getattr__."""
+    of the database classes skips that; anything else still goes through __getattr__.
+
+    A transaction is handed the database itself, not the proxy: peewee's asks its database
+    for the transaction stack, begin and commit eight times an operation, each a lookup
+    through the proxy. It is bound when made, so make it where it is entered (`with`)."""
+
+    def atomic(self, *args, **kwargs):
+        return (self.obj or super()).atomic(*args, **kwargs)
+
+    def transaction(self, *args, **kwargs):
+        return (self.obj or super()).transaction(*args, **kwargs)
+
+    def savepoint(self):
+        return (self.obj or super()).savepoint()
 
 
 def _forwarded(name: str) -> property:
