@@ -271,6 +271,7 @@ def later(name: str, *params) -> None:
 
 # PostgreSQL connection → the names prepared on it (a connection that closes drops out).
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LAST_PREPARED: tuple = (None, None)  # (connection, its names): the one asked for last
 
 
 def prepared(found: Dialect, name: str) -> None:
@@ -278,10 +279,16 @@ def prepared(found: Dialect, name: str) -> None:
     and planning each small statement again cost PostgreSQL about a third of its time.
     PREPARE outlives the transaction it runs in (a rollback keeps it) and is re-planned
     by the server when a table it names changes."""
+    global _LAST_PREPARED
     conn = db.obj.connection()
-    names = _PREPARED.get(conn)
-    if names is None:
-        names = _PREPARED[conn] = set()
+    last = _LAST_PREPARED  # one read: another thread's pair is whole, and not this conn's
+    if last[0] is conn:
+        names = last[1]
+    else:  # a weak key is a new weakref per lookup: seven an accrual, one connection
+        names = _PREPARED.get(conn)
+        if names is None:
+            names = _PREPARED[conn] = set()
+        _LAST_PREPARED = (conn, names)
     if name not in names:
         with __exception_wrapper__, conn.cursor() as cursor:
             cursor.execute(found.prepare[name])
