@@ -19,6 +19,7 @@ import logging
 from datetime import datetime
 
 from api.clock import utcnow
+from api.data.rows import new_row
 from api.ledger import sql
 from api.models import AuditEntry, Card, Portal
 
@@ -38,11 +39,10 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
     state = _request_state()
     if state is not None:
         state.audit_recorded = True  # the request hook then does not record it a second time
-    row = AuditEntry(
-        portal=portal, actor=with_key_label(actor or "unknown", state)[:200],
-        action=action[:100], target=target[:100] if target else None,
-        source=(source or "")[:100] or None,
-        details=_DETAILS(details) if details else None, created_at=now or utcnow())
+    row = new_row(AuditEntry, {"portal": portal}, {
+        "actor": with_key_label(actor or "unknown", state)[:200], "action": action[:100],
+        "target": target[:100] if target else None, "source": (source or "")[:100] or None,
+        "details": _DETAILS(details) if details else None, "created_at": now or utcnow()})
     row.id = sql.insert_row(row, answer=answer)  # every movement writes one: no builder
     return row
 
