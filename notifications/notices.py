@@ -8,6 +8,7 @@ same cause twice records (and sends) one message.
 from __future__ import annotations
 
 from api.clock import utcnow
+from api.data.rows import new_row
 from api.ledger import sql
 from api.models import Card, Notification, Portal
 from notifications import settings as settings_mod
@@ -39,9 +40,9 @@ def insert(portal: Portal, card: Card | None, key: str, channel: str, template: 
     """Record a rendered message once per key; the row for the key is returned either way.
     With answer=False (a caller that needs neither id nor the earlier row) the INSERT is
     not waited for: in a transaction it goes out with the next statement."""
-    row = Notification(portal=portal, card=card, key=key[:220], channel=channel,
-                       template=template, recipient=str(recipient)[:254], subject=subject,
-                       body=body, **fields)
+    row = new_row(Notification, {"portal": portal, "card": card}, {
+        "key": key[:220], "channel": channel, "template": template,
+        "recipient": str(recipient)[:254], "subject": subject, "body": body, **fields})
     if not answer:
         sql.insert_row(row, unique=("portal", "key"), answer=False)
         return row

@@ -95,17 +95,38 @@ def _check_grammar(ast: nodes.Template) -> None:
 
 
 @lru_cache(maxsize=256)
-def _compile(source: str, kind: Kind) -> tuple[Any, frozenset[str]]:
-    """Parse, vet and compile once; returns the template and the placeholder names it uses."""
+def _compile(source: str, kind: Kind) -> tuple[Any, tuple[str, ...], tuple | None]:
+    """Parse, vet and compile once; returns the template, the placeholder names it uses
+    (sorted: the first one missing is the one named) and its plain form (`_plain`)."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateError(None, f"Шаблон длиннее {MAX_TEMPLATE_CHARS} символов")
     env = _ENVIRONMENTS[kind]
     try:
         ast = env.parse(source)
         _check_grammar(ast)
-        return env.from_string(ast), frozenset(meta.find_undeclared_variables(ast))
+        return (env.from_string(ast), tuple(sorted(meta.find_undeclared_variables(ast))),
+                _plain(ast))
     except TemplateSyntaxError as exc:  # includes unknown filters and tests
         raise _syntax_error(exc) from None
+
+
+def _plain(ast: nodes.Template) -> tuple[tuple[str, str | None], ...] | None:
+    """A template of text and bare `{{ placeholder }}`s (every default one) as its pieces:
+    (text, None) or ("", name). jinja's Context and generator cost more than such a
+    notice's text; rendered by `_render_plain` exactly as jinja's compiled code would
+    render them. None for anything else (filters, tags, constants): jinja renders it."""
+    pieces = []
+    for output in ast.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                pieces.append((node.data, None))
+            elif type(node) is nodes.Name and node.ctx == "load" and node.name in PLACEHOLDERS:
+                pieces.append(("", node.name))
+            else:
+                return None
+    return tuple(pieces)
 
 
 def _unknown(name: str) -> TemplateError:
@@ -117,20 +138,23 @@ def _unknown(name: str) -> TemplateError:
 def check(source: str, *, kind: Kind = "text",
           known: Mapping[str, Any] | None = None) -> None:
     """Validate a template before saving it: grammar and names (default: `PLACEHOLDERS`)."""
-    _, names = _compile(source, kind)
+    _, names, _ = _compile(source, kind)
     allowed = PLACEHOLDERS if known is None else known
-    for name in sorted(names):
+    for name in names:
         if name not in allowed:
             raise _unknown(name)
 
 
 def render(source: str, context: Mapping[str, Any], *, kind: Kind) -> str:
     """Render `source`: "html" escapes values (e-mail), "text" doesn't (SMS, chat)."""
-    template, names = _compile(source, kind)
-    for name in sorted(names):
+    template, names, plain = _compile(source, kind)
+    for name in names:
         if name not in context:
             raise _unknown(name)
     try:
+        if plain is not None and type(context) is dict:
+            # jinja's context is built as dict(globals, **context): str keys or a TypeError
+            return _render_plain(plain, dict(**context), kind)
         return _render_bounded(template, context)
     except TemplateError:
         raise
@@ -145,6 +169,23 @@ def _render_bounded(template: Any, context: Mapping[str, Any]) -> str:
     parts: list[str] = []
     size = 0
     for chunk in template.generate(dict(context)):
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise TemplateError(None, f"Текст уведомления длиннее {MAX_OUTPUT_CHARS} символов")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def _render_plain(pieces: tuple, context: dict, kind: Kind) -> str:
+    """What jinja's compiled code yields for text and bare names: the text as written, a
+    value as `escape(finalize(value))` when autoescaping (html), `str(finalize(value))`
+    otherwise; bounded as `_render_bounded` bounds it, piece by piece."""
+    finalize = _ENVIRONMENTS[kind].finalize
+    convert = escape if kind == "html" else str
+    parts: list[str] = []
+    size = 0
+    for text, name in pieces:
+        chunk = text if name is None else convert(finalize(context[name]))
         size += len(chunk)
         if size > MAX_OUTPUT_CHARS:
             raise TemplateError(None, f"Текст уведомления длиннее {MAX_OUTPUT_CHARS} символов")

@@ -19,8 +19,9 @@ import logging
 from datetime import datetime
 
 from api.clock import utcnow
+from api.data.rows import new_row
 from api.ledger import sql
-from api.models import AuditEntry, Card, Portal
+from api.models import ApiKey, AuditEntry, Card, Portal
 
 log = logging.getLogger(__name__)
 PAGE_MAX = 200
@@ -35,19 +36,35 @@ def record(portal: Portal | int | None, actor: str, action: str, *, target: str 
            now: datetime | None = None, answer: bool = True) -> AuditEntry:
     """Append a line; with answer=False its id is not read back (row.id stays None) and
     in a transaction the INSERT goes out with the next statement (api.ledger.sql.later)."""
-    state = _request_state()
+    return _append(_request_state(), portal, actor, action, target, source,
+                   _DETAILS(details) if details else None, now, answer)
+
+
+def _append(state, portal, actor: str, action: str, target: str | None, source: str | None,
+            details: str | None, now: datetime | None, answer: bool) -> AuditEntry:
+    """`record` with the request's `g` (or None) and the details as JSON text."""
     if state is not None:
         state.audit_recorded = True  # the request hook then does not record it a second time
-    row = AuditEntry(
-        portal=portal, actor=with_key_label(actor or "unknown", state)[:200],
-        action=action[:100], target=target[:100] if target else None,
-        source=(source or "")[:100] or None,
-        details=_DETAILS(details) if details else None, created_at=now or utcnow())
+    row = new_row(AuditEntry, {"portal": portal}, {
+        "actor": with_key_label(actor or "unknown", state)[:200], "action": action[:100],
+        "target": target[:100] if target else None, "source": (source or "")[:100] or None,
+        "details": details, "created_at": now or utcnow()})
     row.id = sql.insert_row(row, answer=answer)  # every movement writes one: no builder
     return row
 
 
 _DETAILS = json.JSONEncoder(ensure_ascii=False, default=str).encode  # built once
+_JSON_TEXT = json.encoder.encode_basestring  # what _DETAILS writes a string with
+
+
+def _request_details(status, key, replayed) -> str:
+    """_DETAILS of a request line's facts, written out for the types every request has
+    (the encoder's set-up was a fifth of the line); anything else goes to _DETAILS."""
+    if type(status) is int and type(replayed) is bool and (key is None or type(key) is str):
+        return (f'{{"status": {int.__repr__(status)}, "idempotency_key": '
+                f'{"null" if key is None else _JSON_TEXT(key)}, '
+                f'"replayed": {"true" if replayed else "false"}}}')
+    return _DETAILS({"status": status, "idempotency_key": key, "replayed": replayed})
 
 
 def _request_state():
@@ -129,14 +146,13 @@ def _after_request(response):
 
 def record_request(status: int, replayed: bool = False) -> None:
     """The line of the write request being served, by the key or user behind it."""
-    from flask import g, request
+    import flask  # a plain import: `from flask import …` walks its fromlist on every call
 
-    req, state = request._get_current_object(), g._get_current_object()  # looked up once
-    record(state.portal, _request_actor(state), f"{req.method} {req.url_rule.rule}",
-           target=_request_target(state.portal, req.view_args or {}, state),
-           source=req.remote_addr,
-           details={"status": status, "idempotency_key": req.headers.get("Idempotency-Key"),
-                    "replayed": replayed}, answer=False)
+    req, state = flask.request._get_current_object(), flask.g._get_current_object()
+    _append(state, state.portal, _request_actor(state), f"{req.method} {req.url_rule.rule}",
+            _request_target(state.portal, req.view_args or {}, state), req.remote_addr,
+            _request_details(status, req.headers.get("Idempotency-Key"), replayed), None,
+            False)
 
 
 def _changed(path: str, status: int, g) -> bool:
@@ -159,8 +175,8 @@ def _on_template(sender, template, context, **extra):
 
 
 def _request_actor(g) -> str:
-    actor = getattr(g, "actor", None)
-    viewer = getattr(g, "viewer", None)
+    actor = g.get("actor")  # g.get: no AttributeError raised and caught for a name not set
+    viewer = g.get("viewer")
     if actor is None and viewer is not None:
         actor = viewer.actor  # a Bitrix24 user in the app's pages
     return actor or "unknown"
@@ -169,8 +185,6 @@ def _request_actor(g) -> str:
 def with_key_label(actor: str, state=None) -> str:
     """"api:lk_Ab3xYz9" → "api:lk_Ab3xYz9 (web site)": the key's label says whose it is.
     In a request the key was just read (g.actor_label); elsewhere it is looked up."""
-    from api.models import ApiKey
-
     if not actor.startswith("api:"):
         return actor
     state = state if state is not None else _request_state()
