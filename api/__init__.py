@@ -6,6 +6,8 @@ import os
 
 from flask import Flask
 
+from api.application import App
+
 DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 8000,
@@ -31,7 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # peewee logs every statement with its parameters at DEBUG, and those parameters
     # carry OAuth tokens and provider keys: never let that reach a log.
     logging.getLogger("peewee").setLevel(logging.INFO)
-    app = Flask(__name__, instance_relative_config=True)
+    app = App(__name__, instance_relative_config=True)
     app.config.update(DEFAULTS)
     app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "loyalty.sqlite3")
     if test_config is None:
