@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from flask import request
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
 from marshmallow import Schema
 from webargs import core
@@ -82,5 +83,31 @@ def json_object() -> dict:
     return body
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's provider, with its encoders built once: json.dumps with any option builds a
+    JSONEncoder on every call, one per response. The same options make the same encoder
+    (the provider's settings are read at each call, so changing them still takes)."""
+
+    OPTIONS = frozenset(("separators", "indent"))  # what Flask's response() passes
+
+    def __init__(self, app):
+        super().__init__(app)
+        self._encoders: dict[tuple, json.JSONEncoder] = {}
+
+    def dumps(self, obj, **kwargs) -> str:
+        if not kwargs.keys() <= self.OPTIONS:
+            return super().dumps(obj, **kwargs)
+        options = (self.default, self.ensure_ascii, self.sort_keys,
+                   kwargs.get("separators"), kwargs.get("indent"))
+        encoder = self._encoders.get(options)
+        if encoder is None:
+            default, ensure_ascii, sort_keys, separators, indent = options
+            encoder = self._encoders[options] = json.JSONEncoder(
+                default=default, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
+                separators=separators, indent=indent)
+        return encoder.encode(obj)
+
+
 def init_app(app) -> None:
+    app.json = JSONProvider(app)
     app.json.ensure_ascii = False
