@@ -48,15 +48,22 @@ def literal(value) -> str | None:
     return None
 
 
+_SHAPES: dict[str, tuple[str, int]] = {}  # statement → (its EXECUTE name, its %s count)
+
+
 def render(statement: str, params, conn) -> bytes | None:
     """`EXECUTE loyalty_x (%s, %s)` with its values written in, encoded for the wire; None
     when psycopg2 must write it (another statement, another type, another connection)."""
     if not statement.startswith(PREPARED) or conn.encoding != "UTF8" \
             or conn.get_parameter_status("standard_conforming_strings") != "on":
         return None
+    shape = _SHAPES.get(statement)
+    if shape is None:  # our statements are few: their shape is read once each
+        shape = _SHAPES[statement] = (statement.split(" (", 1)[0], statement.count("%s"))
+    name, marks = shape
     if not params:
-        return statement.encode() if "%s" not in statement else None
-    if statement.count("%s") != len(params):
+        return statement.encode() if not marks else None
+    if marks != len(params):
         return None  # psycopg2 says what is wrong
     values = []
     for value in params:
@@ -64,5 +71,4 @@ def render(statement: str, params, conn) -> bytes | None:
         if text is None:
             return None
         values.append(text)
-    name = statement.split(" (", 1)[0]
     return f"{name} ({', '.join(values)})".encode()
