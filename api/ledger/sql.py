@@ -26,8 +26,8 @@ import weakref
 from datetime import date, datetime
 from decimal import Decimal
 
-from peewee import DateField, DateTimeField, PostgresqlDatabase, SqliteDatabase, \
-    __exception_wrapper__
+from peewee import DateField, DateTimeField, Field, IntegerField, PostgresqlDatabase, \
+    SqliteDatabase, _StringField, __exception_wrapper__
 
 from api.db import db
 from api.models import Card
@@ -331,8 +331,14 @@ def insert_row(row, unique: tuple[str, ...] = (), answer: bool = True) -> int | 
         name = _ROW_INSERTS[key] = f"insert_{model._meta.table_name}_{len(_ROW_INSERTS)}"
     if name not in found.text:
         found.add(name, _insert_text(model, names, unique))
-    fields = model._meta.fields
-    values = [fields[n].db_value(row.__data__[n]) for n in names]
+    plan = _ROW_VALUES.get(key)
+    if plan is None:
+        plan = _ROW_VALUES[key] = _value_plan(model, names)
+    data, values = row.__data__, []
+    for n, field, keeps in plan:
+        value = data[n]
+        plain = keeps is not None and (value is None or type(value) is keeps)
+        values.append(value if plain else field.db_value(value))
     if not answer:
         later(name, *values)
         return None
@@ -341,6 +347,26 @@ def insert_row(row, unique: tuple[str, ...] = (), answer: bool = True) -> int | 
 
 
 _ROW_INSERTS: dict[tuple, str] = {}  # (model, fields, unique) → statement name
+_ROW_VALUES: dict[tuple, tuple] = {}  # the same key → (name, field, type it keeps) per column
+
+
+def _value_plan(model, names: tuple[str, ...]) -> tuple:
+    """Per column, the type of value its field's db_value hands back as it is: a str for
+    peewee's own text fields, an int for its integer fields (None for the others, and for
+    any field class that converts in its own way). Such a value, or None, is bound as it
+    is, without the two calls per value that find so."""
+    fields = model._meta.fields
+    plan = []
+    for n in names:
+        kind = type(fields[n])
+        keeps = None
+        if kind.db_value is Field.db_value:
+            if kind.adapt is _StringField.adapt:
+                keeps = str
+            elif kind.adapt is IntegerField.adapt:
+                keeps = int
+        plan.append((n, fields[n], keeps))
+    return tuple(plan)
 
 
 def _insert_text(model, names: tuple[str, ...], unique: tuple[str, ...]) -> str:
