@@ -215,6 +215,16 @@ def _foreign_keys(table: str, columns: list[tuple[str, ...]]) -> list[str]:
     return [name for name, cols in found if tuple(sorted(cols)) in wanted]
 
 
+def _0018_balance_check():
+    """A card's balance can't go below zero, whoever writes it (PostgreSQL: a debit whose
+    card it holds locked sends its UPDATE without waiting for the answer, this refuses
+    the COMMIT if the balance it read was wrong). NOT VALID: enforced from now on for
+    every write, without a scan that could refuse the migration over an old row."""
+    if is_postgres():
+        db.execute_sql('ALTER TABLE "card" ADD CONSTRAINT "card_balance_not_negative" '
+                       'CHECK ("balance_kop" >= 0) NOT VALID')
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_bitrix24", _0002_bitrix24),
@@ -233,6 +243,7 @@ MIGRATIONS = [
     ("0015_workers", _0015_workers),
     ("0016_indexes", _0016_indexes),
     ("0017_keys", _0017_keys),
+    ("0018_balance_check", _0018_balance_check),
 ]
 
 

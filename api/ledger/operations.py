@@ -109,6 +109,7 @@ def _lock_and_claim(portal: Portal, number: str, key, kind: str, request: dict, 
     if row is None:
         raise CardNotFound(number)
     card = _card(row[:-2], "lots_due" if due_at is not None else None)
+    card.locked_here = True  # FOR UPDATE, in this transaction: see post()
     if held_at is not None:  # after the lock, in a statement of its own (sql "card_held")
         card.held_kop = int(sql.row("card_held", card.id, held_at)[0])
     return card, idempotency.settle(portal, key, digest, row[-2], entry_id=row[-1])
@@ -153,7 +154,14 @@ def post(card: Card, kind: str, amount_kop: int, claim: Claim | None = None, *, 
     finish_alone = claim is None
     if finish_alone:
         claim = _claim_entry(card, kind, key)
-    if amount_kop < 0:
+    if amount_kop < 0 and getattr(card, "locked_here", False):
+        # The row is this transaction's and its balance the one read with the lock: the
+        # UPDATE needs no answer (it goes out with the next statement, with the lock held:
+        # a round trip less), and the CHECK of migration 0018 refuses a negative balance.
+        if card.balance_kop + amount_kop < 0:
+            raise InsufficientBalance(card.balance_kop)
+        sql.later("credit_card", amount_kop, sql.timestamp(now), card.id)
+    elif amount_kop < 0:
         # Conditional: the rowcount is 0, not a negative balance, if the card can't cover it.
         moved = sql.run("debit_card", amount_kop, sql.timestamp(now), card.id, -amount_kop)
         if moved != 1:
