@@ -71,6 +71,14 @@ def take(entry: Entry, lots, amount_kop: int) -> int:
     return taken
 
 
+def held_take_oldest(card: Card, amount_kop: int, now: datetime) -> tuple[int, int | None]:
+    """PostgreSQL: what the card's live holds reserve, and take_oldest's lot if the amount
+    also fits the balance less that; one statement (sql "held_take_oldest")."""
+    held, lot_id = sql.row("held_take_oldest", card.id, now, amount_kop, card.id, amount_kop,
+                           now, amount_kop, card.balance_kop)
+    return int(held), lot_id
+
+
 def take_oldest(card: Card, amount_kop: int, now: datetime) -> int | None:
     """The whole amount from the oldest live lot, if that lot is not due (so no lot is)
     and covers it: the lot's id; else None, with nothing changed."""

@@ -328,33 +328,46 @@ def debit(portal: Portal, number: str, amount_kop: int, *, key, actor: str,
     request = {"card": number, "amount_kop": amount_kop, "reference": reference,
                "order_kop": order_kop, "partial": partial, "comment": comment}
     with db.atomic():
-        card, claim = _lock_and_claim(portal, number, key, DEBIT, request, held_at=now)
+        # What holds reserve is not spendable: on SQLite read with the lock, on PostgreSQL
+        # with the oldest lot (_debit_oldest_lot), in either case after the lock.
+        held_at = None if sql.dialect().postgres else now
+        card, claim = _lock_and_claim(portal, number, key, DEBIT, request, held_at=held_at)
         if isinstance(claim, Outcome):
             return claim
         _check_active(card)
         rules = _rules(card)
         fields = {"reference": reference, "purchase_kop": order_kop, "comment": comment}
-        held = card.held_kop  # what holds reserve is not spendable (read with the lock)
         entry = _debit_oldest_lot(card, amount_kop, order_kop, partial, rules, claim, actor,
-                                  now, fields, held)
+                                  now, fields)
         if entry is None:  # the long way: expire what is due, then spend oldest first
             spendable = _expire_due(card, now, claim)
-            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held)
+            amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, card.held_kop)
             entry = spend(card, DEBIT, amount, spendable, claim, actor=actor, now=now, **fields)
         result = _summary(card, entry, requested_kop=amount_kop, debited_kop=-entry.amount_kop)
         return idempotency.finish(claim, result, card, follow)
 
 
 def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rules,
-                      claim: Claim, actor: str, now: datetime, fields: dict,
-                      held_kop: int = 0) -> Entry | None:
+                      claim: Claim, actor: str, now: datetime, fields: dict) -> Entry | None:
     """The common debit in fewer statements: the oldest live lot is not due (so none is)
-    and covers the amount. None, with nothing written, sends the debit the long way."""
+    and covers the amount. None, with nothing written, sends the debit the long way,
+    with `card.held_kop` known.
+
+    A card locked without its holds (PostgreSQL) has them summed with the lot's take: the
+    amount is worked out as if nothing were held, and taken only if it also fits the
+    balance less the holds, in which case the holds changed nothing (_allowed_debit
+    caps or refuses only past that)."""
+    held = getattr(card, "held_kop", None)
     try:
-        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held_kop)
-    except LedgerError:
-        return None  # decided the long way, on the balance left after expiry
-    lot_id = lots.take_oldest(card, amount, now)
+        amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held or 0)
+    except LedgerError:  # decided the long way, on the balance left after expiry
+        if held is None:
+            card.held_kop = int(sql.row("card_held", card.id, sql.timestamp(now))[0])
+        return None
+    if held is None:
+        card.held_kop, lot_id = lots.held_take_oldest(card, amount, now)
+    else:
+        lot_id = lots.take_oldest(card, amount, now)
     if lot_id is None:
         return None
     entry = post(card, DEBIT, -amount, claim, actor=actor, now=now, **fields)

@@ -62,6 +62,23 @@ LOCK_CLAIM = """
 POSTGRES_ONLY = {
     "lock_claim": LOCK_CLAIM % "",
     "lock_claim_due": LOCK_CLAIM % ", {due}",
+    # A debit's holds summed and its oldest lot taken, in one round trip after the lock
+    # (api.ledger.operations._debit_oldest_lot): the statement starts once the lock is
+    # granted, so its snapshot has every hold committed before, as "card_held"'s had. The
+    # lot is taken only if the amount also fits the balance less those holds. Bound: card,
+    # time; amount, card, amount, time, amount, balance. Gives (held, the lot's id or NULL).
+    "held_take_oldest": """
+        WITH "held" AS (
+            SELECT COALESCE(SUM("amount_kop"), 0) AS "kop" FROM "hold"
+            WHERE "card_id" = ? AND "status" = 'active' AND "expires_at" > ?),
+        "taken" AS (
+            UPDATE "lot" SET "remaining_kop" = "remaining_kop" - ?
+            WHERE "id" = (SELECT "id" FROM "lot" WHERE "card_id" = ? AND "remaining_kop" > 0
+                          ORDER BY "expires_at", "id" LIMIT 1)
+              AND "remaining_kop" >= ? AND "expires_at" > ?
+              AND ?::bigint <= ?::bigint - (SELECT "kop" FROM "held")
+            RETURNING "id")
+        SELECT (SELECT "kop" FROM "held"), (SELECT "id" FROM "taken")""",
     # An entry whose id the lock drew: nothing waits for this INSERT (sql.later).
     "insert_entry_id": """
         INSERT INTO "entry" ("id", "portal_id", "card_id", "operation_id", "idempotency_key",
