@@ -177,6 +177,9 @@ ROLES = {
 # number, scope, key, kind, request hash, time; it returns the card, the new operation's
 # id and the id drawn for the entry, as the last two columns.
 LOCK_CLAIM_ROLES = {-6: "number", -4: "key"}
+# PostgreSQL's debit takes its oldest lot with the sum of its holds ("held_take_oldest"):
+# the card is bound first and fourth; it returns (held, the lot's id).
+HELD_TAKE_ROLES = {0: "card", 3: "card"}
 PLACEHOLDER = re.compile(r"\?|%s")
 IDENT = re.compile(r'"(\w+)"')
 
@@ -209,7 +212,9 @@ def parse_statement(logged: str, values: list) -> Statement:
             columns.append(None if is_paging else IDENT.findall(before)[-1])
     assert len(columns) == len(values), (sql, values)
     roles = [ROLES.get((table, c)) or ROLES.get(("*", c)) for c in columns]
-    if kind == "with":  # the lock-and-claim: its columns are not named at its placeholders
+    if kind == "with" and "held_take_oldest" in logged:
+        kind, roles = "take", [HELD_TAKE_ROLES.get(n) for n in range(len(values))]
+    elif kind == "with":  # the lock-and-claim: its columns are not named at its placeholders
         roles = [LOCK_CLAIM_ROLES.get(n - len(values)) for n in range(len(values))]
     return Statement(logged, kind, table, list(zip(roles, values)), prepare)
 
@@ -271,6 +276,10 @@ def replay(cursor, begin: str, statements: list[Statement], ctx: dict) -> None:
                 ctx["lot"] = rows[0][0]  # the oldest spendable lot, as lots.take uses first
         elif st.kind == "with":  # the lock-and-claim: the claim's id, the entry's drawn id
             ctx["operation"], ctx["entry"] = cursor.fetchone()[-2:]
+        elif st.kind == "take":  # the holds' sum and the lot taken (None: too small here)
+            taken = cursor.fetchone()[1]
+            if taken is not None:
+                ctx["lot"] = taken
         elif st.kind == "insert":
             # PostgreSQL: RETURNING "id" where our code reads it; SQLite: lastrowid.
             if cursor.description:
