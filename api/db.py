@@ -46,13 +46,13 @@ class Handle(DatabaseProxy):
     through the proxy. It is bound when made, so make it where it is entered (`with`)."""
 
     def atomic(self, *args, **kwargs):
-        return (self.obj or super()).atomic(*args, **kwargs)
+        return (super() if self.obj is None else self.obj).atomic(*args, **kwargs)
 
     def transaction(self, *args, **kwargs):
-        return (self.obj or super()).transaction(*args, **kwargs)
+        return (super() if self.obj is None else self.obj).transaction(*args, **kwargs)
 
     def savepoint(self):
-        return (self.obj or super()).savepoint()
+        return (super() if self.obj is None else self.obj).savepoint()
 
 
 def _forwarded(name: str) -> property:

@@ -87,7 +87,7 @@ def _lock(portal: Portal, number: str, held_at: datetime | None = None,
     extra = "lots_due" if due_at is not None else None
     card = _card(row, "held_kop" if held_at is not None and not holds_after else extra)
     if holds_after:
-        card.held_kop = int(sql.row("card_held", card.id, sql.timestamp(held_at))[0])
+        card.held_kop = _held(card, held_at)
     return card
 
 
@@ -111,8 +111,13 @@ def _lock_and_claim(portal: Portal, number: str, key, kind: str, request: dict, 
     card = _card(row[:-2], "lots_due" if due_at is not None else None)
     card.locked_here = True  # FOR UPDATE, in this transaction: see post()
     if held_at is not None:  # after the lock, in a statement of its own (sql "card_held")
-        card.held_kop = int(sql.row("card_held", card.id, held_at)[0])
+        card.held_kop = _held(card, held_at)
     return card, idempotency.settle(portal, key, digest, row[-2], entry_id=row[-1])
+
+
+def _held(card: Card, at: datetime) -> int:
+    """What the card's live holds reserve at `at`, read after its lock (sql "card_held")."""
+    return int(sql.row("card_held", card.id, sql.timestamp(at))[0])
 
 
 def read_card(portal: Portal, number: str) -> Card | None:
@@ -362,7 +367,7 @@ def _debit_oldest_lot(card: Card, amount_kop: int, order_kop, partial: bool, rul
         amount = _allowed_debit(card, amount_kop, order_kop, partial, rules, held or 0)
     except LedgerError:  # decided the long way, on the balance left after expiry
         if held is None:
-            card.held_kop = int(sql.row("card_held", card.id, sql.timestamp(now))[0])
+            card.held_kop = _held(card, now)
         return None
     if held is None:
         card.held_kop, lot_id = lots.held_take_oldest(card, amount, now)
