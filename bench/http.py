@@ -109,11 +109,12 @@ def prepare(url: str, cards: int) -> tuple[str, list[str]]:
     return key, numbers
 
 
-def ledger_check(url: str, answered: int = 0, funded: int = 0) -> str:
+def ledger_check(url: str, answered: int, funded: int) -> tuple[str, bool]:
     """The three sums that must agree, and whether every movement answered wrote its own
-    entry (`answered`: keyed requests wrk counted; `funded`: the entries prepare() wrote).
-    More entries than answers is expected (requests in flight when wrk stopped); fewer
-    would mean requests replayed a key: the load generator's keys were not unique."""
+    entry (`answered`: keyed requests wrk counted; `funded`: the entries prepare() wrote):
+    (the line to print, replayed). More entries than answers is expected (requests in
+    flight when wrk stopped); fewer means requests replayed a key: the load generator's
+    keys were not unique, and a replay is a read, not a movement."""
     use(connect(url))
     with db.connection_context():
         balances = Card.select(fn.COALESCE(fn.SUM(Card.balance_kop), 0)).scalar()
@@ -123,11 +124,11 @@ def ledger_check(url: str, answered: int = 0, funded: int = 0) -> str:
     getattr(db.obj, "close_all", db.obj.close)()  # pooled or not (a before/after run)
     ok = "OK" if balances == entries == lots else "MISMATCH"
     written = count - funded
-    fresh = "" if not answered else (
-        f"; {written:,} movements written for {answered:,} answered: "
-        + ("every one new" if written >= answered else "REPLAYS (keys not unique)"))
+    replayed = written < answered
+    fresh = "REPLAYS (keys not unique)" if replayed else "every one new"
     return (f"{count:,} entries; Σ balances {balances:,} = Σ entries {entries:,} = "
-            f"Σ lot remainders {lots:,} kop: {ok}{fresh}")
+            f"Σ lot remainders {lots:,} kop: {ok}; {written:,} movements written for "
+            f"{answered:,} answered: {fresh}", replayed)
 
 
 class Postgres:
@@ -311,7 +312,8 @@ function init(args)
     local text = wrk.format("%(method)s", path, nil, %(body)s)
     local at = %(keyed)s and string.find(text, "@KEY@", 1, true)
     if at then
-      heads[i], tails[i] = string.sub(text, 1, at - 1) .. "%(tag)s-" .. tid .. "-", string.sub(text, at + 5)
+      heads[i] = string.sub(text, 1, at - 1) .. "%(tag)s-" .. tid .. "-"
+      tails[i] = string.sub(text, at + 5)
     else
       heads[i] = text
     end
@@ -424,10 +426,10 @@ def bench_backend(backend, args, drive) -> list[Scenario]:
         server.stop()
     keyed = [s for s in scenarios if scenario_request(s.name, key, numbers).get("keyed")]
     answered = sum(run.requests for s in keyed for run in s.runs)
-    check = ledger_check(backend.url, answered, funded=args.cards + 1)
+    check, replayed = ledger_check(backend.url, answered, funded=args.cards + 1)
     print(f"{backend.name}: ledger after the runs: {check}", flush=True)
-    for scenario in keyed:  # its figures would be replays' (a read), not movements'
-        scenario.replayed = "REPLAYS" in check
+    for scenario in keyed:
+        scenario.replayed = replayed
     return scenarios
 
 
